@@ -1,0 +1,56 @@
+# affectsync: every target sets itself up; a fresh clone needs only `make extract` and `make test`.
+SHELL := /bin/bash
+PYTHON ?= python3.11
+VENV := .venv
+PY := $(VENV)/bin/python
+PIP := $(PY) -m pip --disable-pip-version-check
+INSTALLED := $(VENV)/.installed
+
+VIDEOS ?= samples
+STORE ?= stores/sample.zarr
+FEATURES ?=
+BENCH_OUT ?= bench/results
+LHOTSE_VERSION := 1.33.0
+
+.PHONY: install extract test bench train eval info verify clean
+
+install: $(INSTALLED)
+
+# torch first and pinned, so no resolver picks a torch; then the exact lock; then the packages whose own pins we
+# must not follow (--no-deps); then affectsync itself (editable). The stamp makes a second run take seconds.
+$(INSTALLED): pyproject.toml requirements/lock.txt requirements/nodeps.txt
+	@command -v $(PYTHON) >/dev/null || { echo "affectsync needs $(PYTHON) (Python 3.11) on PATH"; exit 1; }
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PIP) install --quiet --upgrade pip==26.3
+	$(PIP) install --quiet torch==2.14.1 torchvision==0.29.1
+	$(PIP) install --quiet -r requirements/lock.txt
+	$(PIP) install --quiet --no-deps -r requirements/nodeps.txt
+	$(PIP) install --quiet --no-deps --no-build-isolation -e .
+	touch $@
+
+extract: $(INSTALLED)
+	$(PY) -m extract $(VIDEOS) --store $(STORE) $(if $(FEATURES),--features $(FEATURES))
+	$(PY) -m features_store info $(STORE)
+
+test: $(INSTALLED)
+	$(PY) -m pytest -q tests
+
+bench: $(INSTALLED)
+	$(PIP) install --quiet lhotse==$(LHOTSE_VERSION)
+	@mkdir -p $(BENCH_OUT)
+	$(PY) -m bench.audio | tee $(BENCH_OUT)/audio.jsonl
+
+train: $(INSTALLED)
+	$(PY) -m train --store $(STORE) $(if $(FEATURES),--features $(FEATURES))
+
+eval: $(INSTALLED)
+	$(PY) -m eval
+
+info: $(INSTALLED)
+	$(PY) -m features_store info $(STORE)
+
+verify: $(INSTALLED)
+	$(PY) -m features_store verify $(STORE)
+
+clean:
+	rm -rf stores $(BENCH_OUT) .pytest_cache

@@ -1,0 +1,81 @@
+"""The extractor contract: a named class with a frozen config dataclass, a version, and provenance.
+
+Modelled on lhotse's feature extractors (config dataclass + registry) and torchaudio's pipelines. An extractor turns a
+:class:`~extract.ingest.DecodedVideo` into named arrays; the batch runner writes them to the store together with
+:meth:`Extractor.provenance`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from abc import ABC, abstractmethod
+from dataclasses import dataclass, field
+from importlib import metadata
+from typing import Any, ClassVar
+
+import numpy as np
+
+from extract.ingest import DecodedVideo
+
+
+@dataclass(frozen=True)
+class FeatureArray:
+    """One array an extractor produces, with the attributes that describe its columns, units and time axis.
+
+    ``per_frame`` arrays have exactly T rows (one per decoded frame); others carry their own time axis.
+    """
+
+    data: np.ndarray
+    attrs: dict[str, Any] = field(default_factory=dict)
+    per_frame: bool = True
+
+
+def library_versions(*distributions: str) -> dict[str, str]:
+    """Installed versions of the named distributions (``"missing"`` when not installed)."""
+    versions = {}
+    for name in distributions:
+        try:
+            versions[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            versions[name] = "missing"
+    return versions
+
+
+class Extractor(ABC):
+    """Base class of every extractor.
+
+    Subclasses set ``name`` (the feature name used in ``--features``), ``version`` (bump it when outputs change),
+    ``config_class`` (a frozen dataclass of parameters), ``libraries`` (distributions whose versions go into the
+    provenance) and ``offline`` (True when it runs with nothing but the installed wheels).
+    """
+
+    name: ClassVar[str]
+    version: ClassVar[str]
+    config_class: ClassVar[type]
+    libraries: ClassVar[tuple[str, ...]] = ("numpy",)
+    offline: ClassVar[bool] = True
+
+    def __init__(self, config: Any | None = None):
+        self.config = config if config is not None else self.config_class()
+
+    @abstractmethod
+    def extract(self, video: DecodedVideo) -> dict[str, FeatureArray]:
+        """Compute this extractor's arrays for one decoded video, keyed by array name (the first is ``name``)."""
+
+    def validity(self, video: DecodedVideo) -> dict[str, FeatureArray]:
+        """The validity arrays of this extractor's modality (e.g. ``audio_valid``), shared by its features."""
+        return {}
+
+    def parameters(self) -> dict[str, Any]:
+        return dataclasses.asdict(self.config)
+
+    def provenance(self) -> dict[str, Any]:
+        """What produced the arrays: extractor, version, parameters, weights and library versions (JSON-ready)."""
+        return {
+            "extractor": type(self).__name__,
+            "feature": self.name,
+            "version": self.version,
+            "parameters": self.parameters(),
+            "weights": None,
+            "libraries": library_versions("affectsync", *self.libraries),
+        }

@@ -1,0 +1,33 @@
+"""Maps feature names (as written in ``--features`` / ``FEATURES=``) to extractor classes."""
+
+from __future__ import annotations
+
+from extract.base import Extractor
+
+_REGISTRY: dict[str, type[Extractor]] = {}
+
+
+def register(cls: type[Extractor]) -> type[Extractor]:
+    """Class decorator: make ``cls`` available under ``cls.name``."""
+    if cls.name in _REGISTRY and _REGISTRY[cls.name] is not cls:
+        raise ValueError(f"feature name {cls.name!r} is registered twice: {_REGISTRY[cls.name]} and {cls}")
+    _REGISTRY[cls.name] = cls
+    return cls
+
+
+def _load_builtin() -> None:
+    import extract.audio  # noqa: F401  (registers the audio extractors)
+
+
+def feature_names(offline_only: bool = False) -> list[str]:
+    """Registered feature names, in registration order; ``offline_only`` keeps those needing no user weights."""
+    _load_builtin()
+    return [name for name, cls in _REGISTRY.items() if cls.offline or not offline_only]
+
+
+def create(name: str) -> Extractor:
+    """An extractor with its default config for feature ``name``; ValueError lists the known names."""
+    _load_builtin()
+    if name not in _REGISTRY:
+        raise ValueError(f"unknown feature {name!r}; known features: {', '.join(_REGISTRY)}")
+    return _REGISTRY[name]()

@@ -1,0 +1,217 @@
+"""Batch extraction: videos in, one complete store group per video out, resumable and failure-tolerant.
+
+Per video: decode once, run the requested extractors, write every array with its provenance, check the group
+(:func:`features_store.verify.verify_video`), and only then write ``complete = true``. A run that dies leaves at most
+one partial group, which the next run deletes and redoes; complete groups are skipped.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import re
+import sys
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from tqdm import tqdm
+
+from extract import registry
+from extract.base import Extractor, FeatureArray, library_versions
+from extract.ingest import AUDIO_SAMPLE_RATE_HZ, DecodedVideo, IngestError, decode_video
+from features_store.store import FeatureStore
+from features_store.verify import verify_video
+
+VIDEO_SUFFIXES = frozenset({".mp4", ".m4v", ".mov", ".avi", ".mkv", ".webm", ".flv", ".mpg", ".mpeg", ".ts",
+                            ".mts", ".wmv", ".3gp", ".ogv"})
+INGEST_VERSION = "1"
+
+
+class ExtractionError(RuntimeError):
+    """One video could not be extracted; the runner reports it as a line and goes on with the others."""
+
+
+class VideoIdCollision(ValueError):
+    """Two inputs map to the same video id; raised before any work starts."""
+
+
+@dataclass
+class RunReport:
+    """What a run did, per video id (failures keyed by the input path)."""
+
+    extracted: list[str] = field(default_factory=list)
+    skipped: list[str] = field(default_factory=list)
+    failed: dict[str, str] = field(default_factory=dict)
+
+
+def discover_videos(inputs: Sequence[str | Path]) -> list[Path]:
+    """Files named directly (whatever their suffix) plus video files found recursively under directories."""
+    found: list[Path] = []
+    for item in map(Path, inputs):
+        if item.is_dir():
+            found += sorted(p for p in item.rglob("*") if p.is_file() and p.suffix.lower() in VIDEO_SUFFIXES)
+        else:
+            found.append(item)
+    return found
+
+
+def video_id_for(path: Path) -> str:
+    """The store id of a video: its file name without suffix, runs of characters outside [A-Za-z0-9._-] as '_'."""
+    return re.sub(r"[^A-Za-z0-9._-]+", "_", path.stem).strip("._") or "video"
+
+
+def assign_video_ids(paths: Sequence[Path]) -> dict[str, Path]:
+    """Video id -> path; :class:`VideoIdCollision` names both files when two inputs share an id."""
+    ids: dict[str, Path] = {}
+    for path in paths:
+        video_id = video_id_for(path)
+        if video_id in ids and ids[video_id].resolve() != path.resolve():
+            raise VideoIdCollision(f"{ids[video_id]} and {path} both map to video id {video_id!r}; "
+                                   "rename one of them")
+        ids[video_id] = path
+    return ids
+
+
+def file_identity(path: Path) -> dict[str, Any]:
+    """Source attributes: file name, size in bytes and sha256."""
+    with path.open("rb") as handle:
+        digest = hashlib.file_digest(handle, "sha256").hexdigest()
+    return {"source_name": path.name, "source_size_bytes": path.stat().st_size, "source_sha256": digest}
+
+
+def video_attributes(video: DecodedVideo, identity: dict[str, Any]) -> dict[str, Any]:
+    """Group attributes of a decoded video (JSON-ready); ``complete`` is added by the store."""
+    return {
+        **identity,
+        "width": video.width, "height": video.height,
+        "fps": video.fps_nominal, "fps_nominal": video.fps_nominal, "fps_average": video.fps_average,
+        "n_frames": video.n_frames, "duration_s": video.duration_s,
+        "first_frame_time_s": float(video.frame_time[0]),
+        "n_frames_without_timestamp": video.n_frames_without_timestamp,
+        "video_codec": video.video_codec,
+        "audio_offset_s": video.audio_offset_s,
+        "audio_reason": video.audio_reason,
+        "audio_sample_rate_hz": AUDIO_SAMPLE_RATE_HZ,
+        "audio_source_sample_rate_hz": video.audio.source_sample_rate_hz if video.audio else None,
+        "audio_source_channels": video.audio.source_channels if video.audio else None,
+        "audio_duration_s": video.audio.duration_s if video.audio else None,
+    }
+
+
+def _now_utc() -> str:
+    return dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")
+
+
+def _same_recipe(stored: dict[str, Any] | None, extractor: Extractor) -> bool:
+    stored = stored or {}
+    return stored.get("version") == extractor.version and stored.get("parameters") == extractor.parameters()
+
+
+class Extraction:
+    """Extracts a fixed list of features into one store; :meth:`run` takes the videos."""
+
+    def __init__(self, store: FeatureStore, extractors: Sequence[Extractor], overwrite: bool = False):
+        self.store = store
+        self.extractors = list(extractors)
+        self.overwrite = overwrite
+
+    def run(self, paths: Sequence[Path], progress: bool = True,
+            report_failure: Callable[[str], None] | None = None) -> RunReport:
+        """Extract every video; a failure becomes one line (file and cause) and the others still complete."""
+        report_failure = report_failure or (lambda line: tqdm.write(line, file=sys.stderr))
+        ids = assign_video_ids(paths)
+        report = RunReport()
+        bar = tqdm(ids.items(), desc="extract", unit="video", disable=not progress, file=sys.stderr)
+        for video_id, path in bar:
+            bar.set_postfix_str(video_id)
+            try:
+                (report.extracted if self.extract_one(video_id, path) else report.skipped).append(video_id)
+            except (IngestError, ExtractionError, OSError) as exc:
+                cause = exc.cause if isinstance(exc, IngestError) else str(exc)
+                report.failed[str(path)] = cause
+                report_failure(f"FAILED {path}: {cause}")
+        if report.extracted:
+            self.store.consolidate()
+        return report
+
+    def extract_one(self, video_id: str, path: Path) -> bool:
+        """Bring ``video_id`` up to date with the requested features; False when it already was (skipped)."""
+        if not path.is_file():
+            raise ExtractionError("no such file")
+        identity = file_identity(path)
+        todo = self._features_to_compute(video_id, identity)
+        if not todo:
+            return False
+        video = decode_video(path)
+        if video_id in self.store:
+            group = self.store.video(video_id)
+            group.set_complete(False)  # adding features: the group is partial until they are all written
+        else:
+            group = self.store.create_video(video_id, {**video_attributes(video, identity),
+                                                       "created_utc": _now_utc()})
+            group.write("frame_time", video.frame_time, {
+                "units": "s", "per_frame": True,
+                "description": "presentation time of each decoded frame, from the container timestamps",
+                "provenance": {"extractor": "decode_video", "version": INGEST_VERSION, "parameters": {},
+                               "libraries": library_versions("affectsync", "av"), "created_utc": _now_utc()}})
+        validity_written: set[str] = set()
+        for extractor in todo:
+            provenance = {**extractor.provenance(), "created_utc": _now_utc()}
+            for name, array in extractor.validity(video).items():  # shared by a modality's features: once
+                if name not in validity_written:
+                    shared = {key: value for key, value in provenance.items() if key != "feature"}
+                    self._write(group, name, array, shared, video.n_frames)
+                    validity_written.add(name)
+            for name, array in extractor.extract(video).items():
+                self._write(group, name, array, provenance, video.n_frames)
+        problems = verify_video(group, require_complete=False)
+        if problems:
+            raise ExtractionError("written group failed its check: " + "; ".join(problems))
+        group.set_complete(True)
+        return True
+
+    def _features_to_compute(self, video_id: str, identity: dict[str, Any]) -> list[Extractor]:
+        """The extractors whose arrays ``video_id`` lacks; clears partial or replaced groups first."""
+        if video_id not in self.store:
+            return self.extractors
+        group = self.store.video(video_id)
+        replace = not group.complete or (
+            group.attrs.get("source_sha256") != identity["source_sha256"] and self._may_overwrite(
+                f"the store holds video id {video_id!r} from another file "
+                f"({group.attrs.get('source_name')}, sha256 {str(group.attrs.get('source_sha256'))[:12]}...)"))
+        if replace:
+            self.store.delete_video(video_id)
+            return self.extractors
+        present = set(group.array_names())
+        todo = []
+        for extractor in self.extractors:
+            if extractor.name not in present:
+                todo.append(extractor)
+            elif not _same_recipe(group.array(extractor.name).attrs.get("provenance"), extractor):
+                if self._may_overwrite(f"feature {extractor.name!r} exists with another version or parameters"):
+                    todo.append(extractor)
+        return todo
+
+    def _may_overwrite(self, conflict: str) -> bool:
+        if not self.overwrite:
+            raise ExtractionError(f"{conflict}; pass --overwrite to replace it, or use another store")
+        return True
+
+    @staticmethod
+    def _write(group, name: str, array: FeatureArray, provenance: dict[str, Any], n_frames: int) -> None:
+        if array.per_frame and array.data.shape[0] != n_frames:
+            raise ExtractionError(f"{provenance['extractor']} produced {array.data.shape[0]} rows for "
+                                  f"{name!r}, expected T={n_frames}")
+        group.write(name, array.data, {**array.attrs, "per_frame": array.per_frame, "provenance": provenance})
+
+
+def run_extraction(inputs: Sequence[str | Path], store_location: str, features: Sequence[str],
+                   overwrite: bool = False, progress: bool = True) -> RunReport:
+    """Extract ``features`` from the videos in ``inputs`` (files or directories) into the store."""
+    extractors = [registry.create(name) for name in features]
+    paths = discover_videos(inputs)
+    assign_video_ids(paths)  # collisions stop the run before the store is touched
+    store = FeatureStore(store_location, mode="a")
+    return Extraction(store, extractors, overwrite).run(paths, progress=progress)

@@ -1,0 +1,70 @@
+"""CLI: ``python -m features_store {info,verify,ls} STORE``; needs only zarr and numpy, never the extractors."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+
+from features_store.describe import describe_store
+from features_store.store import FeatureStore, StoreError
+from features_store.verify import verify_store
+
+
+def _info(store: FeatureStore, as_json: bool) -> int:
+    description = describe_store(store)
+    if as_json:
+        print(json.dumps(description, indent=2))
+        return 0
+    print(f"{store.location}: {description['n_videos']} videos, {description['n_complete']} complete")
+    for video_id, video in description["videos"].items():
+        state = "complete" if video["complete"] else "PARTIAL"
+        print(f"\n{video_id}  [{state}]  T={video['T']}  {video['duration_s']:.2f} s  "
+              f"{video['width']}x{video['height']}  {video['fps']:.3f} fps  source {video['source']['name']}")
+        if video["audio_reason"]:
+            print(f"  audio: {video['audio_reason']}")
+        for name, array in video["arrays"].items():
+            shape = "x".join(map(str, array["shape"]))
+            print(f"  {name:<16} {shape:<14} {array['dtype']:<8} {array['extractor'] or ''}")
+    return 0
+
+
+def _verify(store: FeatureStore) -> int:
+    report = verify_store(store)
+    for video_id, problems in report.items():
+        for problem in problems:
+            print(f"{store.location}/videos/{video_id}: {problem}")
+    n_videos = len(store.video_ids())
+    print(f"{store.location}: {n_videos - len(report)} of {n_videos} videos consistent", file=sys.stderr)
+    return 1 if report else 0
+
+
+def _ls(store: FeatureStore) -> int:
+    for video_id in store.video_ids():
+        video = store.video(video_id)
+        state = "complete" if video.complete else "partial"
+        print(f"{video_id}\t{video.attrs.get('n_frames')}\t{state}\t{','.join(video.array_names())}")
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m features_store", description="Inspect and check a feature store.")
+    commands = parser.add_subparsers(dest="command", required=True)
+    info = commands.add_parser("info", help="videos, T, duration, features with shape/dtype/provenance")
+    info.add_argument("store")
+    info.add_argument("--json", action="store_true", help="machine-readable output")
+    commands.add_parser("verify", help="check every video group; non-zero exit on any inconsistency").add_argument("store")
+    commands.add_parser("ls", help="one line per video: id, T, state, arrays").add_argument("store")
+    args = parser.parse_args(argv)
+    try:
+        store = FeatureStore(args.store, mode="r")
+    except StoreError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    if args.command == "info":
+        return _info(store, args.json)
+    return _verify(store) if args.command == "verify" else _ls(store)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

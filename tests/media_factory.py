@@ -1,0 +1,74 @@
+"""Small real videos written with PyAV for edge cases: clicks at known frame times, no audio, variable frame rate."""
+
+from __future__ import annotations
+
+from fractions import Fraction
+from pathlib import Path
+
+import av
+import numpy as np
+
+NTSC_FPS = Fraction(30000, 1001)
+
+
+def click_track(duration_s: float, click_times_s: list[float], sample_rate_hz: int, seed: int = 0) -> np.ndarray:
+    """Quiet noise (about -60 dBFS) with a 2 ms full-scale click starting at each of ``click_times_s``."""
+    rng = np.random.default_rng(seed)
+    samples = (rng.standard_normal(int(duration_s * sample_rate_hz)) * 1e-3).astype(np.float32)
+    click = rng.uniform(-0.9, 0.9, int(0.002 * sample_rate_hz)).astype(np.float32)
+    for time_s in click_times_s:
+        start = int(round(time_s * sample_rate_hz)) - len(click) // 2
+        samples[start:start + len(click)] = click
+    return samples
+
+
+def write_video(path: Path, n_frames: int, fps: Fraction = NTSC_FPS, audio: np.ndarray | None = None,
+                audio_rate_hz: int = 48_000, audio_start_s: float = 0.0, frame_pts_ms: list[int] | None = None,
+                size: tuple[int, int] = (64, 48), video_codec: str = "mpeg4", audio_codec: str = "aac") -> Path:
+    """Write a video of moving grey ramps (and optional mono ``audio``) with PyAV.
+
+    ``frame_pts_ms`` gives explicit frame times in milliseconds (variable frame rate; use a .mkv path);
+    otherwise frame i is at i / fps. ``audio_start_s`` delays the audio track's first sample.
+    """
+    width, height = size
+    with av.open(str(path), "w") as container:
+        video = container.add_stream(video_codec, rate=fps)
+        video.width, video.height, video.pix_fmt = width, height, "yuv420p"
+        if frame_pts_ms is not None:
+            video.codec_context.time_base = Fraction(1, 1000)
+        stream_audio = None
+        if audio is not None:
+            stream_audio = container.add_stream(audio_codec, rate=audio_rate_hz, layout="mono")
+        ramp = np.linspace(0, 255, width, dtype=np.float32)[None, :, None]
+        for i in range(n_frames):
+            pixels = np.broadcast_to((ramp + 7 * i) % 256, (height, width, 3)).astype(np.uint8)
+            frame = av.VideoFrame.from_ndarray(pixels, format="rgb24")
+            if frame_pts_ms is not None:
+                frame.pts, frame.time_base = frame_pts_ms[i], Fraction(1, 1000)
+            else:
+                frame.pts = i
+            container.mux(video.encode(frame))
+        container.mux(video.encode(None))
+        if stream_audio is not None:
+            _write_audio(container, stream_audio, audio, audio_rate_hz, audio_start_s)
+    return path
+
+
+def _write_audio(container, stream, audio: np.ndarray, rate_hz: int, start_s: float) -> None:
+    frame_size = stream.codec_context.frame_size or 1024
+    pts = int(round(start_s * rate_hz))
+    for start in range(0, len(audio), frame_size):
+        chunk = audio[start:start + frame_size]
+        if len(chunk) < frame_size and stream.codec_context.frame_size:
+            chunk = np.pad(chunk, (0, frame_size - len(chunk)))
+        frame = av.AudioFrame.from_ndarray(chunk[None, :].astype(np.float32), format="fltp", layout="mono")
+        frame.sample_rate, frame.pts, frame.time_base = rate_hz, pts, Fraction(1, rate_hz)
+        pts += len(chunk)
+        container.mux(stream.encode(frame))
+    container.mux(stream.encode(None))
+
+
+def decoded_frame_times(path: Path) -> list[float]:
+    """Presentation times of every frame PyAV decodes from ``path`` (an independent reading for the tests)."""
+    with av.open(str(path)) as container:
+        return [float(frame.time) for frame in container.decode(video=0)]
