@@ -52,8 +52,7 @@ def log_mel_at(audio: AudioTrack, centre_time_s: np.ndarray, window_samples: int
     for start in range(0, len(centres), rows_per_block):
         block = centres[start:start + rows_per_block]
         frames = np.take(padded, block[:, None] + offsets, mode="clip") * window
-        spectrum = scipy.fft.rfft(frames, n=n_fft, axis=-1)
-        power = spectrum.real ** 2 + spectrum.imag ** 2
+        power = np.abs(scipy.fft.rfft(frames, n=n_fft, axis=-1)) ** 2
         out[start:start + len(block)] = power @ mel_basis_t
     return librosa.power_to_db(out, ref=1.0, amin=1e-10, top_db=None).astype(np.float32, copy=False)
 
@@ -66,12 +65,19 @@ def timeline_audio(video: DecodedVideo) -> AudioTrack:
     return AudioTrack(np.zeros(n_samples, np.float32), AUDIO_SAMPLE_RATE_HZ, float(video.frame_time[0]), 0, 0)
 
 
+def audio_covered(audio: AudioTrack | None, time_s: np.ndarray, half_window_s: float) -> np.ndarray:
+    """Bool per time: the window ``time_s +/- half_window_s`` overlaps decoded audio (not only a filled gap)."""
+    if audio is None:
+        return np.zeros(len(time_s), dtype=bool)
+    covered = (time_s + half_window_s > audio.start_time_s) & (time_s - half_window_s < audio.end_time_s)
+    for gap_start_s, gap_end_s in audio.gaps_s:
+        covered &= ~((time_s - half_window_s >= gap_start_s) & (time_s + half_window_s <= gap_end_s))
+    return covered
+
+
 def audio_valid_mask(video: DecodedVideo) -> np.ndarray:
-    """(T,) bool: True where the 25 ms window centred on the frame time overlaps the decoded audio."""
-    if video.audio is None:
-        return np.zeros(video.n_frames, dtype=bool)
-    half = AUDIO_VALID_WINDOW_S / 2
-    return (video.frame_time + half > video.audio.start_time_s) & (video.frame_time - half < video.audio.end_time_s)
+    """(T,) bool: True where the 25 ms window centred on the frame time overlaps decoded audio."""
+    return audio_covered(video.audio, video.frame_time, AUDIO_VALID_WINDOW_S / 2)
 
 
 def stack_context(rows: np.ndarray, context_frames: int) -> np.ndarray:
@@ -187,7 +193,8 @@ class Mel64Config:
 @register
 class Mel64(AudioExtractor):
     """``mel64`` (R, 64) at 100 Hz, ``mel64_time`` (R,) seconds on the frame_time clock, ``mel64_row`` (T,) the row
-    nearest each frame, so a sub-spectrogram around any frame can be cut at training time."""
+    nearest each frame, so a sub-spectrogram around any frame can be cut at training time. The rows span both the
+    audio and the frames; ``mel64_valid`` (R,) flags the rows with audio (the others are zeros)."""
 
     name = "mel64"
     version = "1"
@@ -196,19 +203,25 @@ class Mel64(AudioExtractor):
     def extract(self, video: DecodedVideo) -> dict[str, FeatureArray]:
         c = self.config
         audio = timeline_audio(video)
-        hop_samples = round(c.hop_s * c.sample_rate_hz)
-        row_time = audio.start_time_s + np.arange(len(audio.samples) // hop_samples + 1) * (hop_samples / c.sample_rate_hz)
+        hop_s = round(c.hop_s * c.sample_rate_hz) / c.sample_rate_hz
+        # rows on the audio's 10 ms grid, extended to span every frame too (rows without audio are zeros)
+        first = min(float(video.frame_time[0]), audio.start_time_s) - audio.start_time_s
+        last = max(float(video.frame_time[-1]), audio.end_time_s) - audio.start_time_s
+        row_time = audio.start_time_s + np.arange(np.floor(first / hop_s), np.ceil(last / hop_s) + 1) * hop_s
+        row_valid = audio_covered(video.audio, row_time, c.window_s / 2)
         mel = log_mel_at(audio, row_time, round(c.window_s * c.sample_rate_hz), c.n_fft, c.n_mels)
-        if video.audio is None:
-            mel[:] = 0
-        nearest = np.rint((video.frame_time - row_time[0]) / c.hop_s)
-        row_of_frame = np.clip(nearest, 0, len(row_time) - 1).astype(np.int32)
+        mel[~row_valid] = 0
+        row_of_frame = np.rint((video.frame_time - row_time[0]) / hop_s).astype(np.int32)
         return {
             self.name: FeatureArray(mel, {
-                "columns": f"{c.n_mels} log-Mel bands (dB)", "time_axis": "mel64_time", "rate_hz": 1 / c.hop_s,
-                "window_placement": "centred on mel64_time", "units": "dB, 10*log10(power), amin 1e-10"},
-                per_frame=False),
+                "columns": f"{c.n_mels} log-Mel bands (dB)", "time_axis": "mel64_time", "rate_hz": 1 / hop_s,
+                "validity": "mel64_valid", "window_placement": "centred on mel64_time",
+                "units": "dB, 10*log10(power), amin 1e-10"}, per_frame=False),
             "mel64_time": FeatureArray(row_time, {"units": "s", "clock": "frame_time"}, per_frame=False),
+            "mel64_valid": FeatureArray(row_valid, {
+                "time_axis": "mel64_time",
+                "description": "True where the row's 20 ms window overlaps decoded audio; other rows are zeros"},
+                per_frame=False),
             "mel64_row": FeatureArray(row_of_frame, {"description": "index of the mel64 row nearest each frame",
                                                      "indexes": self.name}),
         }

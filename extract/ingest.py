@@ -42,6 +42,8 @@ class AudioTrack:
     start_time_s: float
     source_sample_rate_hz: int
     source_channels: int
+    gaps_s: tuple[tuple[float, float], ...] = ()  # (start, end) seconds of stretches without audio, silence-filled
+    n_frames_dropped: int = 0  # decoded audio frames dropped because their timestamps overlapped earlier audio
 
     @property
     def end_time_s(self) -> float:
@@ -66,6 +68,8 @@ class DecodedVideo:
     audio: AudioTrack | None
     audio_reason: str | None  # why ``audio`` is None, else None
     n_frames_without_timestamp: int  # frames whose time was extrapolated from the previous one
+    declared_duration_s: float | None = None  # what the container says, for spotting truncated files
+    declared_n_frames: int | None = None  # what the stream header says (0 or None when unknown)
 
     @property
     def n_frames(self) -> int:
@@ -76,7 +80,7 @@ class DecodedVideo:
         """Median spacing of frame times in seconds (1 / nominal fps for a single frame)."""
         if self.n_frames > 1:
             return float(np.median(np.diff(self.frame_time)))
-        return 1.0 / self.fps_nominal
+        return 1.0 / self.fps_nominal if self.fps_nominal > 0 else 0.0
 
     @property
     def fps_average(self) -> float:
@@ -102,31 +106,78 @@ def _rate(value: Fraction | None) -> float | None:
     return float(value) if value else None
 
 
+AUDIO_GAP_TOLERANCE_S = 0.010
+"""Audio timestamps may jitter by this much before a gap is filled or an overlap dropped."""
+
+NOT_VIDEO_FORMATS = frozenset({"tty", "image2", "apng", "gif", "webp_pipe"})
+"""FFmpeg demuxers that turn text or still images into 'video'; such inputs are rejected as not a video."""
+
+
+def _silence_like(frame: av.AudioFrame, n_samples: int) -> av.AudioFrame:
+    """A frame of ``n_samples`` zeros with ``frame``'s format, layout and rate."""
+    template = frame.to_ndarray()
+    zeros = np.zeros((template.shape[0], template.shape[1] // frame.samples * n_samples), template.dtype)
+    silent = av.AudioFrame.from_ndarray(zeros, format=frame.format.name, layout=frame.layout.name)
+    silent.sample_rate = frame.sample_rate
+    return silent
+
+
 class _AudioCollector:
-    """Resamples decoded audio frames to 16 kHz mono float32 and remembers where the first sample plays."""
+    """Resamples decoded audio to 16 kHz mono float32, keeping every frame at its timestamp.
+
+    A gap of more than :data:`AUDIO_GAP_TOLERANCE_S` before a frame is filled with silence and recorded in
+    ``gaps_s``; a frame that overlaps audio already placed by more than that is dropped and counted. A change of
+    sample rate, format or layout mid-stream starts a new resampler.
+    """
 
     def __init__(self, stream: av.audio.stream.AudioStream):
-        self.resampler = av.AudioResampler(format="flt", layout="mono", rate=AUDIO_SAMPLE_RATE_HZ)
+        self.resampler: av.AudioResampler | None = None
+        self.signature: tuple | None = None
         self.chunks: list[np.ndarray] = []
         self.start_time_s: float | None = None
+        self.placed_until_s = 0.0  # time just after the last input sample handed to the resampler
+        self.gaps_s: list[tuple[float, float]] = []
+        self.n_frames_dropped = 0
         self.source_sample_rate_hz = stream.codec_context.sample_rate or 0
         self.source_channels = stream.codec_context.channels or 0
 
-    def add(self, frame: av.AudioFrame | None) -> None:
-        if frame is not None and self.start_time_s is None:
-            if frame.time is None:
-                return  # cannot be placed on the timeline; wait for the first timestamped frame
-            self.start_time_s = float(frame.time)
-        for out in self.resampler.resample(frame):
-            self.chunks.append(out.to_ndarray().reshape(-1))
+    def add(self, frame: av.AudioFrame) -> None:
+        if frame.samples == 0:
+            return
+        if frame.time is None and self.start_time_s is None:
+            return  # cannot be placed on the timeline; wait for the first timestamped frame
+        time_s = float(frame.time) if frame.time is not None else self.placed_until_s
+        if self.start_time_s is None:
+            self.start_time_s = self.placed_until_s = time_s
+        shift_s = time_s - self.placed_until_s
+        if shift_s < -AUDIO_GAP_TOLERANCE_S:
+            self.n_frames_dropped += 1
+            return
+        if shift_s > AUDIO_GAP_TOLERANCE_S:
+            self.gaps_s.append((self.placed_until_s, time_s))
+            self._feed(_silence_like(frame, round(shift_s * frame.sample_rate)))
+        self._feed(frame)
+
+    def _feed(self, frame: av.AudioFrame) -> None:
+        signature = (frame.format.name, frame.layout.name, frame.sample_rate)
+        if signature != self.signature:
+            self._flush()
+            self.resampler = av.AudioResampler(format="flt", layout="mono", rate=AUDIO_SAMPLE_RATE_HZ)
+            self.signature = signature
+        self.chunks += [out.to_ndarray().reshape(-1) for out in self.resampler.resample(frame)]
+        self.placed_until_s += frame.samples / frame.sample_rate
+
+    def _flush(self) -> None:
+        if self.resampler is not None:
+            self.chunks += [out.to_ndarray().reshape(-1) for out in self.resampler.resample(None)]
 
     def track(self) -> AudioTrack | None:
-        self.add(None)  # flush the resampler
+        self._flush()
         if self.start_time_s is None or not self.chunks:
             return None
         samples = np.concatenate(self.chunks).astype(np.float32, copy=False)
-        return AudioTrack(samples, AUDIO_SAMPLE_RATE_HZ, self.start_time_s,
-                          self.source_sample_rate_hz, self.source_channels)
+        return AudioTrack(samples, AUDIO_SAMPLE_RATE_HZ, self.start_time_s, self.source_sample_rate_hz,
+                          self.source_channels, tuple(self.gaps_s), self.n_frames_dropped)
 
 
 def decode_video(path: str | Path, frame_sink: FrameSink | None = None) -> DecodedVideo:
@@ -143,6 +194,8 @@ def decode_video(path: str | Path, frame_sink: FrameSink | None = None) -> Decod
     with container:
         if not container.streams.video:
             raise IngestError(path, "not a video (no video stream)")
+        if container.format.name in NOT_VIDEO_FORMATS or container.format.name.endswith("_pipe"):
+            raise IngestError(path, f"not a video (FFmpeg reads it as {container.format.name!r})")
         video_stream = container.streams.video[0]
         video_stream.thread_type = "AUTO"
         audio_stream = container.streams.audio[0] if container.streams.audio else None
@@ -158,6 +211,9 @@ def decode_video(path: str | Path, frame_sink: FrameSink | None = None) -> Decod
                     if packet.stream.type == "audio":
                         collector.add(frame)
                         continue
+                    if frame_times and frame.time is not None and frame.time <= frame_times[-1]:
+                        raise IngestError(path, f"frame timestamps do not increase at frame {len(frame_times)} "
+                                                f"({frame.time:.6f} s after {frame_times[-1]:.6f} s)")
                     time_s = frame.time
                     if time_s is None:  # broken timestamps: extrapolate, and count it
                         missing_times += 1
@@ -166,12 +222,12 @@ def decode_video(path: str | Path, frame_sink: FrameSink | None = None) -> Decod
                     if frame_sink is not None:
                         frame_sink(len(frame_times), float(time_s), frame)
                     frame_times.append(float(time_s))
-        except av.FFmpegError as exc:
+            audio = collector.track() if collector is not None else None
+        except (av.FFmpegError, ValueError) as exc:
             raise IngestError(path, f"decoding failed after {len(frame_times)} frames ({_cause(exc)})") from exc
         if not frame_times:
             raise IngestError(path, "no video frames could be decoded")
 
-        audio = collector.track() if collector is not None else None
         if audio_stream is None:
             audio_reason = "no audio stream in file"
         elif audio is None:
@@ -188,7 +244,16 @@ def decode_video(path: str | Path, frame_sink: FrameSink | None = None) -> Decod
             audio=audio,
             audio_reason=audio_reason,
             n_frames_without_timestamp=missing_times,
+            declared_duration_s=_declared_duration_s(container, video_stream),
+            declared_n_frames=video_stream.frames or None,
         )
+
+
+def _declared_duration_s(container: av.container.InputContainer, stream: av.video.stream.VideoStream) -> float | None:
+    """The video stream's duration from the file's headers in seconds (the container's when the stream has none)."""
+    if stream.duration is not None and stream.time_base is not None:
+        return float(stream.duration * stream.time_base)
+    return container.duration / av.time_base if container.duration is not None else None
 
 
 def _cause(exc: BaseException) -> str:

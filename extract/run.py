@@ -63,14 +63,16 @@ def video_id_for(path: Path) -> str:
 
 
 def assign_video_ids(paths: Sequence[Path]) -> dict[str, Path]:
-    """Video id -> path; :class:`VideoIdCollision` names both files when two inputs share an id."""
+    """Video id -> path; :class:`VideoIdCollision` names both files when two inputs share an id (compared
+    case-insensitively, since ids become directory names on case-insensitive filesystems too)."""
     ids: dict[str, Path] = {}
+    by_folded_id: dict[str, str] = {}
     for path in paths:
         video_id = video_id_for(path)
-        if video_id in ids and ids[video_id].resolve() != path.resolve():
-            raise VideoIdCollision(f"{ids[video_id]} and {path} both map to video id {video_id!r}; "
-                                   "rename one of them")
-        ids[video_id] = path
+        taken = by_folded_id.setdefault(video_id.casefold(), video_id)
+        if taken in ids and ids[taken].resolve() != path.resolve():
+            raise VideoIdCollision(f"{ids[taken]} and {path} both map to video id {taken!r}; rename one of them")
+        ids[taken] = path
     return ids
 
 
@@ -97,7 +99,20 @@ def video_attributes(video: DecodedVideo, identity: dict[str, Any]) -> dict[str,
         "audio_source_sample_rate_hz": video.audio.source_sample_rate_hz if video.audio else None,
         "audio_source_channels": video.audio.source_channels if video.audio else None,
         "audio_duration_s": video.audio.duration_s if video.audio else None,
+        "audio_gaps_s": [list(gap) for gap in video.audio.gaps_s] if video.audio else [],
+        "audio_frames_dropped": video.audio.n_frames_dropped if video.audio else 0,
+        "declared_duration_s": video.declared_duration_s,
+        "declared_n_frames": video.declared_n_frames,
     }
+
+
+def _describe_failure(exc: Exception) -> str:
+    """One line: the cause of an expected failure as is, the exception type too for anything unexpected."""
+    if isinstance(exc, IngestError):
+        return exc.cause
+    if isinstance(exc, (ExtractionError, OSError)):
+        return str(exc)
+    return f"{type(exc).__name__}: {exc}"
 
 
 def _now_utc() -> str:
@@ -123,16 +138,18 @@ class Extraction:
         report_failure = report_failure or (lambda line: tqdm.write(line, file=sys.stderr))
         ids = assign_video_ids(paths)
         report = RunReport()
+        self.store.begin_writing(_now_utc())
         bar = tqdm(ids.items(), desc="extract", unit="video", disable=not progress, file=sys.stderr)
-        for video_id, path in bar:
-            bar.set_postfix_str(video_id)
-            try:
-                (report.extracted if self.extract_one(video_id, path) else report.skipped).append(video_id)
-            except (IngestError, ExtractionError, OSError) as exc:
-                cause = exc.cause if isinstance(exc, IngestError) else str(exc)
-                report.failed[str(path)] = cause
-                report_failure(f"FAILED {path}: {cause}")
-        if report.extracted:
+        try:
+            for video_id, path in bar:
+                bar.set_postfix_str(video_id)
+                try:
+                    (report.extracted if self.extract_one(video_id, path) else report.skipped).append(video_id)
+                except Exception as exc:  # one bad video must not stop the others  # noqa: BLE001
+                    cause = _describe_failure(exc)
+                    report.failed[str(path)] = cause
+                    report_failure(f"FAILED {path}: {cause}")
+        finally:
             self.store.consolidate()
         return report
 
@@ -145,12 +162,23 @@ class Extraction:
         if not todo:
             return False
         video = decode_video(path)
-        if video_id in self.store:
+        is_new = video_id not in self.store
+        if is_new:
+            group = self.store.create_video(video_id, {**video_attributes(video, identity), "created_utc": _now_utc()})
+        else:
             group = self.store.video(video_id)
             group.set_complete(False)  # adding features: the group is partial until they are all written
-        else:
-            group = self.store.create_video(video_id, {**video_attributes(video, identity),
-                                                       "created_utc": _now_utc()})
+        try:
+            self._write_features(group, video, todo, with_frame_time=is_new)
+        except Exception:
+            if is_new:
+                self.store.delete_video(video_id)  # nothing of a failed new video stays behind
+            raise
+        return True
+
+    def _write_features(self, group, video: DecodedVideo, todo: Sequence[Extractor], with_frame_time: bool) -> None:
+        """Write the arrays of ``todo`` (and ``frame_time`` for a new group), check the group, mark it complete."""
+        if with_frame_time:
             group.write("frame_time", video.frame_time, {
                 "units": "s", "per_frame": True,
                 "description": "presentation time of each decoded frame, from the container timestamps",
@@ -170,7 +198,6 @@ class Extraction:
         if problems:
             raise ExtractionError("written group failed its check: " + "; ".join(problems))
         group.set_complete(True)
-        return True
 
     def _features_to_compute(self, video_id: str, identity: dict[str, Any]) -> list[Extractor]:
         """The extractors whose arrays ``video_id`` lacks; clears partial or replaced groups first."""

@@ -93,7 +93,8 @@ class FeatureStore:
             self.root = zarr.open_group(self.location, mode=mode, use_consolidated=False)
         except (FileNotFoundError, zarr.errors.GroupNotFoundError) as exc:
             raise StoreError(f"{self.location}: no feature store there") from exc
-        if mode != "r" and "format" not in self.root.attrs:
+        is_new = not self.root.attrs and not any(True for _ in self.root.members())
+        if mode != "r" and is_new:
             self.root.attrs["format"] = STORE_FORMAT
         if self.root.attrs.get("format") != STORE_FORMAT:
             raise StoreError(f"{self.location}: not an affectsync store (format attribute "
@@ -125,6 +126,10 @@ class FeatureStore:
 
     def delete_video(self, video_id: str) -> None:
         del self._videos()[video_id]
+
+    def begin_writing(self, started_utc: str) -> None:
+        """Mark a write run's start; this rewrites the root metadata, dropping any consolidated copy (stale now)."""
+        self.root.attrs["last_write_started_utc"] = started_utc
 
     def consolidate(self) -> None:
         """Write consolidated metadata for remote readers (once, at the end of a run, from one process)."""

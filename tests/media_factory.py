@@ -24,11 +24,13 @@ def click_track(duration_s: float, click_times_s: list[float], sample_rate_hz: i
 
 def write_video(path: Path, n_frames: int, fps: Fraction = NTSC_FPS, audio: np.ndarray | None = None,
                 audio_rate_hz: int = 48_000, audio_start_s: float = 0.0, frame_pts_ms: list[int] | None = None,
+                audio_drop_s: tuple[float, float] | None = None,
                 size: tuple[int, int] = (64, 48), video_codec: str = "mpeg4", audio_codec: str = "aac") -> Path:
     """Write a video of moving grey ramps (and optional mono ``audio``) with PyAV.
 
     ``frame_pts_ms`` gives explicit frame times in milliseconds (variable frame rate; use a .mkv path);
-    otherwise frame i is at i / fps. ``audio_start_s`` delays the audio track's first sample.
+    otherwise frame i is at i / fps. ``audio_start_s`` delays the audio track's first sample; audio frames starting
+    inside ``audio_drop_s`` (start, end seconds) are not written, leaving a gap in the track.
     """
     width, height = size
     with av.open(str(path), "w") as container:
@@ -50,11 +52,12 @@ def write_video(path: Path, n_frames: int, fps: Fraction = NTSC_FPS, audio: np.n
             container.mux(video.encode(frame))
         container.mux(video.encode(None))
         if stream_audio is not None:
-            _write_audio(container, stream_audio, audio, audio_rate_hz, audio_start_s)
+            _write_audio(container, stream_audio, audio, audio_rate_hz, audio_start_s, audio_drop_s)
     return path
 
 
-def _write_audio(container, stream, audio: np.ndarray, rate_hz: int, start_s: float) -> None:
+def _write_audio(container, stream, audio: np.ndarray, rate_hz: int, start_s: float,
+                 drop_s: tuple[float, float] | None) -> None:
     frame_size = stream.codec_context.frame_size or 1024
     pts = int(round(start_s * rate_hz))
     for start in range(0, len(audio), frame_size):
@@ -64,6 +67,8 @@ def _write_audio(container, stream, audio: np.ndarray, rate_hz: int, start_s: fl
         frame = av.AudioFrame.from_ndarray(chunk[None, :].astype(np.float32), format="fltp", layout="mono")
         frame.sample_rate, frame.pts, frame.time_base = rate_hz, pts, Fraction(1, rate_hz)
         pts += len(chunk)
+        if drop_s is not None and drop_s[0] <= start / rate_hz < drop_s[1]:
+            continue
         container.mux(stream.encode(frame))
     container.mux(stream.encode(None))
 

@@ -86,8 +86,12 @@ def test_mel64_equals_librosa_at_100_hz(click_decoded):
     reference = librosa.power_to_db(librosa.feature.melspectrogram(
         y=audio.samples, sr=SR, n_fft=1024, hop_length=160, win_length=320, n_mels=64, center=True,
         pad_mode="constant"), ref=1.0, amin=1e-10, top_db=None).T
-    assert out["mel64"].data.shape == reference.shape
-    np.testing.assert_allclose(out["mel64"].data, reference, atol=0.05)
+    n_rows = len(reference)  # librosa's rows: centres 0, 10 ms, ... up to the end of the audio
+    assert out["mel64"].data.shape[1] == 64 and out["mel64"].data.shape[0] >= n_rows
+    np.testing.assert_allclose(out["mel64"].data[:n_rows], reference, atol=0.05)
+    assert out["mel64_valid"].data[:n_rows].all()
+    beyond = out["mel64_time"].data - 0.01 >= audio.end_time_s  # rows whose window has no audio at all
+    assert not out["mel64_valid"].data[beyond].any() and not out["mel64"].data[beyond].any()
     np.testing.assert_allclose(np.diff(out["mel64_time"].data), 0.01, atol=1e-9)
     assert out["mel64_time"].data[0] == audio.start_time_s
     distance = np.abs(out["mel64_time"].data[None, :] - click_decoded.frame_time[:, None])
@@ -100,10 +104,11 @@ def test_no_audio_gives_zero_rows_and_invalid_flags(silent_video):
     assert not audio_valid_mask(video).any()
     for extractor in (LogMel(), MfccMel(), Mel64()):
         for name, array in extractor.extract(video).items():
-            if name not in ("mel64_row", "mel64_time"):
+            if name not in ("mel64_row", "mel64_time", "mel64_valid"):
                 assert not np.any(array.data), name
     mel64 = Mel64().extract(video)
     assert mel64["mel64_time"].data[-1] >= video.frame_time[-1]  # the zero spectrogram still spans the video
+    assert not mel64["mel64_valid"].data.any()
 
 
 def test_frames_beyond_the_audio_are_invalid_and_zero(tmp_path):
@@ -114,3 +119,32 @@ def test_frames_beyond_the_audio_are_invalid_and_zero(tmp_path):
     assert valid[:25].all() and not valid[40:].any()
     logmel = LogMel().extract(video)["logmel"].data
     assert not np.any(logmel[~valid]) and np.all(logmel[valid][:, 80:120] != 0)
+
+
+def test_mel64_spans_frames_before_late_audio(tmp_path):
+    video = decode_video(make_click_video(tmp_path / "late.mp4", audio_start_s=0.5))
+    out = Mel64().extract(video)
+    times, rows = out["mel64_time"].data, out["mel64_row"].data
+    np.testing.assert_allclose(times[rows], video.frame_time, atol=0.005 + 1e-9)  # never clipped to an edge row
+    assert not out["mel64_valid"].data[times < video.audio.start_time_s - 0.01].any()
+    assert out["mel64_valid"].data[(times > video.audio.start_time_s + 0.01) & (times < 59.0)].all()
+
+
+def test_audio_gap_is_filled_at_its_time_and_flagged(tmp_path):
+    """PCM audio with no packets from 1 s to 2 s: later audio stays at its timestamps, gap frames are invalid."""
+    from media_factory import click_track, write_video
+    rate = 16_000
+    audio = click_track(3.0, [0.5, 2.5], rate)
+    path = tmp_path / "gap.mkv"
+    write_video(path, 90, audio=audio, audio_rate_hz=rate, audio_codec="pcm_s16le",
+                audio_drop_s=(1.0, 2.0))
+    video = decode_video(path)
+    assert len(video.audio.gaps_s) == 1
+    gap_start, gap_end = video.audio.gaps_s[0]
+    assert gap_start == pytest.approx(1.0, abs=0.07) and gap_end == pytest.approx(2.0, abs=0.07)
+    samples = np.abs(video.audio.samples)
+    click_s = video.audio.start_time_s + np.argmax(samples[int(2 * rate):]) / rate + 2.0
+    assert click_s == pytest.approx(2.5, abs=0.003)
+    valid = audio_valid_mask(video)
+    in_gap = (video.frame_time > gap_start + 0.02) & (video.frame_time < gap_end - 0.02)
+    assert not valid[in_gap].any() and valid[video.frame_time > gap_end + 0.02].all()

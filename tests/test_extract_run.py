@@ -47,7 +47,7 @@ def test_info_lists_samples_complete_with_decoder_timeline(sample_store):
         assert features["mel64"]["shape"] == [n_rows, 64] and n_rows > 90 * entry["duration_s"]
         assert entry["arrays"]["mel64_time"]["shape"] == [n_rows]
         assert entry["arrays"]["mel64_row"]["shape"] == [n_frames]
-        assert sorted(features["mel64"]["arrays"]) == ["mel64", "mel64_row", "mel64_time"]
+        assert sorted(features["mel64"]["arrays"]) == ["mel64", "mel64_row", "mel64_time", "mel64_valid"]
         provenance = features["logmel"]["provenance"]
         assert provenance["parameters"]["n_mels"] == 40 and provenance["libraries"]["librosa"]
     assert run_cli("features_store", "verify", sample_store.location).returncode == 0
@@ -161,3 +161,24 @@ def test_new_features_are_added_and_changed_parameters_need_overwrite(tmp_path):
     Extraction(store, [other], overwrite=True).run([video], progress=False)
     group = store.video("grid_id2_vcd_swwp2s")
     assert group.complete and group.array("logmel").shape == (75, 320)
+
+
+def test_ids_collide_case_insensitively(tmp_path):
+    from extract.run import VideoIdCollision, assign_video_ids
+    with pytest.raises(VideoIdCollision, match="Clip.mp4"):
+        assign_video_ids([tmp_path / "a" / "Clip.mp4", tmp_path / "b" / "clip.mp4"])
+
+
+def test_consolidated_metadata_matches_the_store_after_a_run(tmp_path):
+    import zarr
+    location = tmp_path / "s.zarr"
+    store = FeatureStore(str(location), mode="a")
+    video = SAMPLES / "grid_id2_vcd_swwp2s.mpg"
+    Extraction(store, [LogMel()]).run([video], progress=False)
+    store.begin_writing("2026-01-01T00:00:00+00:00")  # a later run starts: the consolidated copy is dropped
+    assert "consolidated_metadata" not in json.loads((location / "zarr.json").read_text()) or \
+        json.loads((location / "zarr.json").read_text())["consolidated_metadata"] is None
+    Extraction(store, [LogMel(), Mel64()]).run([video], progress=False)
+    consolidated = zarr.open_group(str(location), mode="r")  # what a remote consumer sees
+    group = consolidated["videos/grid_id2_vcd_swwp2s"]
+    assert group.attrs["complete"] is True and "mel64" in group

@@ -83,3 +83,17 @@ def test_audio_only_file_is_not_a_video(shared_media):
     path = shared_media / "librivox/sense_and_sensibility_01_austen_64kb-0880.wav"
     with pytest.raises(IngestError, match="no video stream"):
         decode_video(path)
+
+
+def test_still_image_is_not_a_video(shared_media):
+    with pytest.raises(IngestError, match="not a video"):
+        decode_video(shared_media / "stills/astronaut.png")
+
+
+def test_truncated_file_keeps_what_decodes_and_its_declared_length(tmp_path):
+    source = SAMPLES / "grid_id2_vcd_swwp2s.mpg"
+    truncated = tmp_path / "truncated.mpg"
+    truncated.write_bytes(source.read_bytes()[: source.stat().st_size * 6 // 10])
+    video = decode_video(truncated)
+    assert 0 < video.n_frames < 75
+    np.testing.assert_array_equal(video.frame_time, decoded_frame_times(truncated))
