@@ -43,7 +43,7 @@ def log_mel_at(audio: AudioTrack, centre_time_s: np.ndarray, window_samples: int
     """
     sample_rate_hz = audio.sample_rate_hz
     centres = np.rint((np.asarray(centre_time_s) - audio.start_time_s) * sample_rate_hz).astype(np.int64)
-    padded = np.concatenate(([0.0], audio.samples, [0.0])).astype(np.float32)  # clipped indices land on a zero
+    padded = np.pad(audio.samples.astype(np.float32, copy=False), 1)  # clipped indices land on a zero
     offsets = np.arange(window_samples) - window_samples // 2 + 1
     window = _hann(window_samples)
     mel_basis_t = _mel_basis(sample_rate_hz, n_fft, n_mels).T.copy()
