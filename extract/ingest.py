@@ -69,7 +69,7 @@ class DecodedVideo:
     audio_reason: str | None  # why ``audio`` is None, else None
     n_frames_without_timestamp: int  # frames whose time was extrapolated from the previous one
     declared_duration_s: float | None = None  # what the container says, for spotting truncated files
-    declared_n_frames: int | None = None  # what the stream header says (0 or None when unknown)
+    declared_n_frames: int | None = None  # what the stream header says (None when unknown)
 
     @property
     def n_frames(self) -> int:

@@ -93,9 +93,8 @@ class FeatureStore:
             self.root = zarr.open_group(self.location, mode=mode, use_consolidated=False)
         except (FileNotFoundError, zarr.errors.GroupNotFoundError) as exc:
             raise StoreError(f"{self.location}: no feature store there") from exc
-        is_new = not self.root.attrs and not any(True for _ in self.root.members())
-        if mode != "r" and is_new:
-            self.root.attrs["format"] = STORE_FORMAT
+        if mode != "r" and not self.root.attrs and not any(True for _ in self.root.members()):
+            self.root.attrs["format"] = STORE_FORMAT  # stamp only a new, empty root, never a foreign store
         if self.root.attrs.get("format") != STORE_FORMAT:
             raise StoreError(f"{self.location}: not an affectsync store (format attribute "
                              f"{self.root.attrs.get('format')!r}, expected {STORE_FORMAT!r})")
