@@ -9,6 +9,11 @@ INSTALLED := $(VENV)/.installed
 VIDEOS ?= samples
 STORE ?= stores/sample.zarr
 FEATURES ?=
+LABELS ?= samples/crema_d_1001_DFA_concat_labels.csv
+TASKS ?=
+MODEL ?=
+FOLDS ?=
+NAME ?=
 BENCH_OUT ?= bench/results
 LHOTSE_VERSION := 1.33.0
 
@@ -39,9 +44,13 @@ bench: $(INSTALLED)
 	$(PIP) install --quiet lhotse==$(LHOTSE_VERSION)
 	@mkdir -p $(BENCH_OUT)
 	$(PY) -m bench.audio | tee $(BENCH_OUT)/audio.jsonl
+	$(PY) -m bench.train | tee $(BENCH_OUT)/train.jsonl
 
+# TRAIN_ARGS passes any other option of `python -m train` (see `python -m train --help`).
 train: $(INSTALLED)
-	$(PY) -m train --store $(STORE) $(if $(FEATURES),--features $(FEATURES))
+	$(PY) -m train --store $(STORE) --labels $(LABELS) $(if $(FEATURES),--features $(FEATURES)) \
+		$(if $(TASKS),--tasks $(TASKS)) $(if $(MODEL),--model $(MODEL)) $(if $(FOLDS),--folds $(FOLDS)) \
+		$(if $(NAME),--name $(NAME)) $(TRAIN_ARGS)
 
 eval: $(INSTALLED)
 	$(PY) -m eval

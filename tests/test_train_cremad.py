@@ -1,0 +1,108 @@
+"""End to end on real media: the CREMA-D clips extracted, per-frame expression labels, `python -m train`, then
+`python -m train predict` and the Keras dataset over the same windows."""
+
+from __future__ import annotations
+
+import csv
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from extract.run import run_extraction
+from features_store import FeatureStore
+from train.predict import load_trained
+
+CLIPS = ("NEU", "HAP", "SAD", "ANG", "FEA", "DIS")
+FEATURES = "logmel,mfcc_mel"
+SMALL_M3T = ("--set", "modality_dim=64", "--set", "gru_hidden=64", "--set", "fc_dim=64")  # M3T's sizes, CPU-small
+
+
+@pytest.fixture(scope="module")
+def cremad(shared_media, tmp_path_factory) -> tuple[str, Path]:
+    """A store of the six CREMA-D clips and their concatenation, and a per-frame label CSV for all seven videos."""
+    folder = shared_media / "crema_d"
+    work = tmp_path_factory.mktemp("cremad")
+    store = str(work / "cremad.zarr")
+    videos = [folder / f"1001_DFA_{clip}_XX.flv" for clip in CLIPS] + [folder / "derived_1001_DFA_concat.mp4"]
+    report = run_extraction(videos, store, FEATURES.split(","), progress=False)
+    assert not report.failed, report.failed
+    opened = FeatureStore(store)
+    clip_emotion = {row["file"].removesuffix(".flv"): row["intended_emotion"]
+                    for row in csv.DictReader((folder / "labels.csv").open())}
+    labels = work / "labels.csv"
+    with labels.open("w", newline="") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(["video", "frame", "expr"])
+        for video_id, emotion in clip_emotion.items():
+            writer.writerows([video_id, frame, emotion] for frame in range(opened.video(video_id).n_frames))
+        for row in csv.DictReader((folder / "derived_1001_DFA_concat_frame_labels.csv").open()):
+            writer.writerow(["derived_1001_DFA_concat", row["frame"], row["intended_emotion"]])
+    return store, labels
+
+
+def run_cli(*args: str, cwd: Path) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "train", *args], cwd=cwd, capture_output=True, text=True,
+                          timeout=900)
+
+
+@pytest.mark.slow
+def test_training_on_cremad_reaches_high_training_accuracy_and_predicts_every_video(cremad, tmp_path):
+    store, labels = cremad
+    done = run_cli("--store", store, "--labels", str(labels), "--features", FEATURES, "--name", "cremad",
+                   "--runs-dir", str(tmp_path / "runs"), "--epochs", "40", "--quiet", "--sampling", "random",
+                   "--window", "32", *SMALL_M3T, cwd=tmp_path)
+    assert done.returncode == 0, done.stderr[-3000:]
+    run_dir = Path(done.stdout.strip().splitlines()[-1])
+    assert run_dir == tmp_path / "runs" / "cremad"
+    for name in ("config.json", "model.pt", "normalisation.npz", "metrics.json", "training_curve.png"):
+        assert (run_dir / name).is_file(), name
+    metrics = json.loads((run_dir / "metrics.json").read_text())
+    assert metrics["epochs"] and {"train", "val"} <= metrics["final"].keys()
+    assert metrics["final"]["train"]["expr_accuracy"] >= 0.9, metrics["final"]
+    assert {"expr_f1", "expr_accuracy"} <= metrics["final"]["val"].keys()
+    config = json.loads((run_dir / "config.json").read_text())
+    assert config["features"] == ["logmel", "mfcc_mel"] and config["modality_dims"] == {"audio": 368}
+    assert set(config["fold"]["val"]).isdisjoint(config["fold"]["train"])
+
+    state = torch.load(run_dir / "model.pt", weights_only=True)
+    assert all(isinstance(v, torch.Tensor) for v in state.values())
+    model, _, tasks, _ = load_trained(run_dir, torch.device("cpu"))
+    assert list(tasks) == ["expr"]
+
+    out = tmp_path / "predictions"
+    done = run_cli("predict", str(run_dir), store, "--out", str(out), cwd=tmp_path)
+    assert done.returncode == 0, done.stderr[-3000:]
+    opened = FeatureStore(store)
+    assert sorted(p.stem for p in out.glob("*.csv")) == opened.video_ids()
+    for video_id in opened.video_ids():
+        rows = list(csv.reader((out / f"{video_id}.csv").open()))
+        assert rows[0] == ["frame", "expr"]
+        assert len(rows) - 1 == opened.video(video_id).n_frames
+        assert [int(r[0]) for r in rows[1:]] == list(range(opened.video(video_id).n_frames))
+        assert all(0 <= int(r[1]) < 8 for r in rows[1:])
+    # the predictions written at the end of training are the ones predict writes
+    kept = (run_dir / "predictions" / "derived_1001_DFA_concat.csv").read_text()
+    assert kept == (out / "derived_1001_DFA_concat.csv").read_text()
+
+
+def test_keras_pydataset_serves_the_same_windows(cremad):
+    from train.keras_data import KerasWindows, keras
+    from train.windows import WindowConfig
+
+    store, labels = cremad
+    data = KerasWindows.from_store(store, str(labels), ["logmel", "mfcc_mel"], window=WindowConfig(64, 32),
+                                   batch_size=4)
+    x, y, weights = data[0]
+    assert x["audio"].shape == (4, 64, 368) and y["expr"].shape == (4, 64) and weights["expr"].shape == (4, 64)
+    inputs = keras.Input(shape=(64, 368), name="audio")
+    hidden = keras.layers.GRU(16, return_sequences=True)(inputs)
+    outputs = keras.layers.Dense(8, name="expr")(hidden)
+    model = keras.Model({"audio": inputs}, {"expr": outputs})
+    model.compile(optimizer="adam", loss={"expr": keras.losses.SparseCategoricalCrossentropy(from_logits=True)})
+    history = model.fit(data, epochs=2, verbose=0)
+    assert np.isfinite(history.history["loss"]).all() and len(history.history["loss"]) == 2

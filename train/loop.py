@@ -1,0 +1,164 @@
+"""The training loop of one fold: Adam/AdamW, warm-up, ReduceLROnPlateau on the validation objective, early stopping,
+best state restored; seeded; CUDA with mixed precision when present.
+
+Model selection maximises the validation ``objective`` of :mod:`train.scoring` (the ABAW sum of task scores), computed
+each epoch on per-frame predictions with overlapping windows averaged, exactly as ``predict`` writes them.
+"""
+
+from __future__ import annotations
+
+import copy
+import logging
+import random
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+import numpy as np
+import torch
+from tqdm import tqdm
+
+from train.features import StoreFeatures
+from train.losses import LossConfig, MultiTaskLoss, TaskSchedule
+from train.predict import predict_frames
+from train.scoring import score
+from train.tasks import TaskSpec
+from train.windows import WindowBatches, WindowConfig
+
+LOG = logging.getLogger("affectsync.train")
+
+
+@dataclass(frozen=True)
+class OptimConfig:
+    """Optimisation: optimiser, learning rate, warm-up, plateau schedule (patience 5, factor 0.1), early stopping."""
+
+    epochs: int = 50
+    batch_size: int = 8
+    optimizer: Literal["adam", "adamw"] = "adam"
+    learning_rate: float = 1e-3
+    weight_decay: float = 0.0
+    warmup_epochs: int = 1
+    plateau_patience: int = 5
+    plateau_factor: float = 0.1
+    early_stopping_patience: int = 12
+    gradient_clip: float = 5.0
+    seed: int = 0
+    mixed_precision: bool = True
+
+
+@dataclass
+class FoldData:
+    """What one fold trains on: features, per-frame labels (T rows) and the label masks of each role."""
+
+    features: StoreFeatures
+    tasks: Mapping[str, TaskSpec]
+    labels: Mapping[str, Mapping[str, np.ndarray]]
+    train_masks: Mapping[str, Mapping[str, np.ndarray]]
+    val_masks: Mapping[str, Mapping[str, np.ndarray]]
+    train_ids: list[str]
+    val_ids: list[str]
+    au_pos_weight: np.ndarray | None = None
+
+
+@dataclass
+class TrainResult:
+    """The restored best model, the epoch history and the final train/val scores."""
+
+    model: torch.nn.Module
+    epochs: list[dict[str, Any]] = field(default_factory=list)
+    final: dict[str, dict[str, float]] = field(default_factory=dict)
+    best_epoch: int = 0
+
+
+def seed_everything(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+
+
+def pick_device(name: str = "auto") -> torch.device:
+    """CUDA when present (``auto``), else CPU; or the device named."""
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(name)
+
+
+def fit(model: torch.nn.Module, data: FoldData, window: WindowConfig, optim: OptimConfig, loss_config: LossConfig,
+        device: torch.device, progress: bool = True) -> TrainResult:
+    """Train ``model`` on ``data`` and return it with its best validation state restored."""
+    seed_everything(optim.seed)
+    model.to(device)
+    pos_weight = torch.as_tensor(data.au_pos_weight, device=device) if data.au_pos_weight is not None else None
+    criterion = MultiTaskLoss(loss_config, dict(data.tasks), au_pos_weight=pos_weight)
+    schedule = TaskSchedule(loss_config.schedule, tuple(data.tasks))
+    batches = WindowBatches(data.features, data.train_ids, window, optim.batch_size, labels=data.labels,
+                            label_masks=data.train_masks, shuffle=True, seed=optim.seed)
+    optimiser_class = torch.optim.AdamW if optim.optimizer == "adamw" else torch.optim.Adam
+    optimiser = optimiser_class(model.parameters(), lr=optim.learning_rate, weight_decay=optim.weight_decay)
+    plateau = torch.optim.lr_scheduler.ReduceLROnPlateau(optimiser, mode="max", factor=optim.plateau_factor,
+                                                         patience=optim.plateau_patience)
+    warmup_steps = optim.warmup_epochs * len(batches)
+    use_amp = optim.mixed_precision and device.type == "cuda"
+    scaler = torch.amp.GradScaler("cuda", enabled=use_amp)
+    selection_ids, selection_masks = (data.val_ids, data.val_masks) if data.val_ids else (data.train_ids,
+                                                                                          data.train_masks)
+    if not data.val_ids:
+        LOG.warning("no validation videos in this fold: model selection uses the training videos")
+
+    result = TrainResult(model)
+    best_objective, best_state, stale_epochs, step = -np.inf, None, 0, 0
+    bar = tqdm(range(optim.epochs), desc="epochs", unit="epoch", disable=not progress, leave=False)
+    for epoch in bar:
+        model.train()
+        started = time.perf_counter()
+        totals: dict[str, float] = {}
+        n_batches = 0
+        for batch_index, batch in enumerate(batches.batches(epoch)):
+            if step < warmup_steps:
+                for group in optimiser.param_groups:
+                    group["lr"] = optim.learning_rate * (step + 1) / warmup_steps
+            inputs, frame_mask, labels, masks = batch.to(device)
+            with torch.autocast(device.type, dtype=torch.float16, enabled=use_amp):
+                outputs = model(inputs, frame_mask)
+            loss, parts = criterion({t: o.float() for t, o in outputs.items()}, labels, masks,
+                                    active=schedule.active_tasks(epoch, batch_index))
+            optimiser.zero_grad(set_to_none=True)
+            if loss.requires_grad:
+                scaler.scale(loss).backward()
+                scaler.unscale_(optimiser)
+                torch.nn.utils.clip_grad_norm_(model.parameters(), optim.gradient_clip)
+                scaler.step(optimiser)
+                scaler.update()
+            step += 1
+            n_batches += 1
+            parts["loss"] = parts.pop("total")
+            for key, value in parts.items():
+                totals[key] = totals.get(key, 0.0) + float(value)
+        predictions = predict_frames(model, data.features, selection_ids, window, device, optim.batch_size)
+        val = score(predictions, data.labels, selection_masks, data.tasks, selection_ids)
+        objective = val.get("objective", -totals.get("loss", 0.0))
+        if step >= warmup_steps:
+            plateau.step(objective)
+        record = {"epoch": epoch + 1, "train_loss": {k: v / max(n_batches, 1) for k, v in totals.items()},
+                  "val": val, "lr": optimiser.param_groups[0]["lr"], "seconds": time.perf_counter() - started}
+        result.epochs.append(record)
+        bar.set_postfix(loss=f"{record['train_loss'].get('loss', 0):.3f}", val=f"{objective:.3f}")
+        if objective > best_objective:
+            best_objective, best_state, stale_epochs = objective, copy.deepcopy(model.state_dict()), 0
+            result.best_epoch = epoch + 1
+        else:
+            stale_epochs += 1
+            if stale_epochs >= optim.early_stopping_patience:
+                LOG.info("early stopping after epoch %d (best %d)", epoch + 1, result.best_epoch)
+                break
+    bar.close()
+    if best_state is not None:
+        model.load_state_dict(best_state)
+    result.final = {
+        "train": score(predict_frames(model, data.features, data.train_ids, window, device, optim.batch_size),
+                       data.labels, data.train_masks, data.tasks, data.train_ids),
+        "val": score(predict_frames(model, data.features, data.val_ids, window, device, optim.batch_size),
+                     data.labels, data.val_masks, data.tasks, data.val_ids) if data.val_ids else {},
+    }
+    return result
