@@ -109,6 +109,15 @@ class FeatureStore:
         videos = self._videos()
         return sorted(name for name, _ in videos.groups()) if videos is not None else []
 
+    def complete_n_frames(self) -> dict[str, int]:
+        """Video id -> T (frames) of every complete video (those a consumer may read), sorted by id."""
+        result = {}
+        for video_id in self.video_ids():
+            video = self.video(video_id)
+            if video.complete:
+                result[video_id] = video.n_frames
+        return result
+
     def __contains__(self, video_id: str) -> bool:
         videos = self._videos()
         return videos is not None and video_id in videos

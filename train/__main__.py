@@ -10,6 +10,7 @@ Training prints progress on stderr; the last line on stdout is the run directory
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import logging
 import sys
@@ -17,8 +18,9 @@ from datetime import datetime
 from pathlib import Path
 
 from features_store import StoreError
-from train.experiment import Experiment, ExperimentConfig
+from train.experiment import Experiment, ExperimentConfig, TrainError
 from train.features import FeatureError
+from train.folds import FoldError
 from train.labels import LabelError
 from train.loop import OptimConfig, pick_device
 from train.losses import LossConfig
@@ -59,19 +61,30 @@ def train_parser() -> argparse.ArgumentParser:
     p.add_argument("--folds", type=int, default=1, help="1: the official split; 6: ABAW3's 6-fold CV")
     p.add_argument("--name", default=None, help="run name (default: model, features and time)")
     p.add_argument("--runs-dir", default="runs")
-    p.add_argument("--window", type=int, default=WindowConfig.length_frames, help="window length, frames")
-    p.add_argument("--hop", type=int, default=WindowConfig.hop_frames, help="sliding window hop, frames")
-    p.add_argument("--sampling", choices=("sliding", "random"), default="sliding",
-                   help="random: M3T's random windows per video per epoch")
-    p.add_argument("--windows-per-video", type=int, default=WindowConfig.random_windows_per_video)
+    p.add_argument("--window", type=int, dest="length_frames", help="window length, frames (default: the model's "
+                   "paper's, see `python -m train models`)")
+    p.add_argument("--hop", type=int, dest="hop_frames", help="window hop, frames (also the prediction hop)")
+    p.add_argument("--sampling", choices=("sliding", "random"),
+                   help="sliding windows, or random ones each epoch (M3T)")
+    p.add_argument("--windows-per-video", type=int, dest="random_windows_per_video",
+                   help="random sampling: windows per video per epoch")
     p.add_argument("--epochs", type=int, default=OptimConfig.epochs)
     p.add_argument("--batch-size", type=int, default=OptimConfig.batch_size)
     p.add_argument("--optimizer", choices=("adam", "adamw"), default=OptimConfig.optimizer)
     p.add_argument("--lr", type=float, default=OptimConfig.learning_rate)
     p.add_argument("--weight-decay", type=float, default=OptimConfig.weight_decay)
-    p.add_argument("--patience", type=int, default=OptimConfig.early_stopping_patience, help="early stopping, epochs")
+    p.add_argument("--warmup-epochs", type=int, default=OptimConfig.warmup_epochs)
+    p.add_argument("--plateau-patience", type=int, default=OptimConfig.plateau_patience,
+                   help="epochs without improvement before the learning rate is cut")
+    p.add_argument("--plateau-factor", type=float, default=OptimConfig.plateau_factor)
+    p.add_argument("--patience", type=int, default=OptimConfig.early_stopping_patience,
+                   help="epochs without improvement before training stops")
+    p.add_argument("--no-mixed-precision", action="store_true", help="CUDA: train in float32")
     p.add_argument("--seed", type=int, default=OptimConfig.seed)
     p.add_argument("--expr-loss", choices=("ce", "focal"), default=LossConfig.expr_loss)
+    p.add_argument("--lambda-expr", type=float, default=LossConfig.lambda_expr,
+                   help="weight of the EXPR loss: L = 0.5 (L_V + L_A) + lambda_expr L_EXPR + lambda_au L_AU")
+    p.add_argument("--lambda-au", type=float, default=LossConfig.lambda_au)
     p.add_argument("--schedule", choices=("joint", "epoch", "batch"), default=LossConfig.schedule,
                    help="multi-task updates: all tasks each step, or alternating per epoch / per batch")
     p.add_argument("--filter-labels", action="store_true", help="TSAV: drop inconsistent VA/EXPR frames")
@@ -79,6 +92,13 @@ def train_parser() -> argparse.ArgumentParser:
     p.add_argument("--device", default="auto")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
     return p
+
+
+def model_windows(args: argparse.Namespace) -> WindowConfig:
+    """The model's own windows with any of --window/--hop/--sampling/--windows-per-video applied."""
+    given = {name: getattr(args, name) for name in ("length_frames", "hop_frames", "sampling",
+                                                    "random_windows_per_video") if getattr(args, name) is not None}
+    return dataclasses.replace(MODELS[args.model].windows, **given)
 
 
 def run_training(argv: list[str]) -> int:
@@ -89,18 +109,21 @@ def run_training(argv: list[str]) -> int:
         store=args.store, labels=args.labels, features=args.features, tasks=args.tasks,
         label_columns=_pairs(args.label_column), model=args.model, model_overrides=_pairs(args.set),
         folds=args.folds,
-        window=WindowConfig(args.window, args.hop, args.sampling, args.windows_per_video),
+        window=model_windows(args),
         optim=OptimConfig(epochs=args.epochs, batch_size=args.batch_size, optimizer=args.optimizer,
                           learning_rate=args.lr, weight_decay=args.weight_decay,
-                          early_stopping_patience=args.patience, seed=args.seed),
-        loss=LossConfig(expr_loss=args.expr_loss, schedule=args.schedule),
+                          warmup_epochs=args.warmup_epochs, plateau_patience=args.plateau_patience,
+                          plateau_factor=args.plateau_factor, early_stopping_patience=args.patience,
+                          seed=args.seed, mixed_precision=not args.no_mixed_precision),
+        loss=LossConfig(expr_loss=args.expr_loss, schedule=args.schedule, lambda_expr=args.lambda_expr,
+                        lambda_au=args.lambda_au),
         filter_labels=args.filter_labels, pseudo_labels=args.pseudo_labels, device=args.device)
     try:
         experiment = Experiment(config, Path(args.runs_dir) / name, progress=not args.quiet)
         for message in experiment.label_messages:
             print(f"labels: {message}", file=sys.stderr)
         run_dir = experiment.run()
-    except (StoreError, LabelError, FeatureError, ValueError, FileNotFoundError) as exc:
+    except (StoreError, LabelError, FeatureError, FoldError, TrainError) as exc:
         print(f"train: {exc}", file=sys.stderr)
         return 2
     print(run_dir)
@@ -110,10 +133,14 @@ def run_training(argv: list[str]) -> int:
 def list_models() -> int:
     counts = reference_parameter_counts()
     dims = ", ".join(f"{m} {d}" for m, d in REFERENCE_MODALITY_DIMS.items())
-    print(f"{'model':<22}{'parameters':>12}  description  (parameters for inputs {dims}; tasks va, expr, au)")
+    print(f"{'model':<22}{'parameters':>12}  {'windows':<24}description")
     for name, spec in MODELS.items():
         default = " (default)" if name == DEFAULT_MODEL else ""
-        print(f"{name:<22}{counts[name]:>12,}  {spec.description}{default}")
+        w = spec.windows
+        windows = f"{w.sampling} {w.length_frames}/{w.hop_frames}" + (
+            f" x{w.random_windows_per_video}" if w.sampling == "random" else "")
+        print(f"{name:<22}{counts[name]:>12,}  {windows:<24}{spec.description}{default}")
+    print(f"(parameters for inputs {dims} and tasks va, expr, au; windows: sampling length/hop in frames)")
     return 0
 
 

@@ -28,7 +28,7 @@ from train.features import StoreFeatures, Standardiser
 from train.folds import Fold, make_folds
 from train.labels import LabelSet, fit_to_frames, load_labels
 from train.losses import LossConfig, au_pos_weight
-from train.loop import FoldData, OptimConfig, TrainResult, fit, pick_device
+from train.loop import FoldData, OptimConfig, TrainResult, fit, pick_device, seed_everything
 from train.models import DEFAULT_MODEL, build_model, count_parameters, model_config_dict
 from train.plots import training_curve
 from train.predict import predict_frames, write_prediction_csvs
@@ -37,6 +37,10 @@ from train.tasks import TaskSpec
 from train.windows import WindowConfig
 
 LOG = logging.getLogger("affectsync.train")
+
+
+class TrainError(ValueError):
+    """A run cannot start: nothing to train on, a bad model setting, or the run directory is taken."""
 
 
 @dataclass(frozen=True)
@@ -99,6 +103,9 @@ def tsav_label_rules(config: ExperimentConfig, tasks: Mapping[str, TaskSpec], la
         both = [(labels[v]["va"][masks[v]["va"] & masks[v]["expr"]], labels[v]["expr"][masks[v]["va"] & masks[v]["expr"]])
                 for v in train_ids]
         rng = np.random.default_rng(config.optim.seed)
+        if not sum(len(va) for va, _ in both):
+            LOG.warning("pseudo-labels: no training frame has both VA and EXPR labels; no VA pseudo-labels made")
+            return labels, masks
         histograms = fit_va_histograms(np.concatenate([va for va, _ in both]),
                                        np.concatenate([expr for _, expr in both]), len(classes))
         for vid in train_ids:
@@ -112,20 +119,20 @@ def tsav_label_rules(config: ExperimentConfig, tasks: Mapping[str, TaskSpec], la
 
 
 class Experiment:
-    """Loads the store and labels once, then trains each fold into ``run_dir``."""
+    """Loads the store and labels once (labels aligned to the store's frames, features, folds), then trains each
+    fold into ``run_dir``. Without a ``run_dir`` it only prepares the data (e.g. for the Keras dataset)."""
 
-    def __init__(self, config: ExperimentConfig, run_dir: Path, progress: bool = True):
+    def __init__(self, config: ExperimentConfig, run_dir: Path | None = None, progress: bool = True):
         self.config = config
         self.run_dir = run_dir
         self.progress = progress
         self.device = pick_device(config.device)
         self.store = FeatureStore(config.store)
         self.label_set: LabelSet = load_labels(config.labels, config.tasks, config.label_columns or None)
-        complete = {vid: self.store.video(vid).n_frames for vid in self.store.video_ids()
-                    if self.store.video(vid).complete}
+        complete = self.store.complete_n_frames()
         self.labels, self.label_messages = fit_to_frames(self.label_set, complete)
         if not self.labels:
-            raise ValueError(f"no labelled video of {config.labels} is in the store {config.store} "
+            raise TrainError(f"no labelled video of {config.labels} is in the store {config.store} "
                              f"(labels name {len(self.label_set.video_ids())} videos, the store has {len(complete)})")
         self.video_ids = sorted(self.labels)
         self.tasks = self.label_set.tasks
@@ -134,17 +141,26 @@ class Experiment:
         labelled = {task: [vid for vid in self.video_ids if spec.valid(self.labels[vid][task]).any()]
                     for task, spec in self.tasks.items()}
         self.folds = make_folds(labelled, self.label_set.splits, config.folds)
+        try:  # a wrong --set field or model name fails now, not after the data is loaded into a fold
+            build_model(config.model, self.features.modality_dims, list(self.tasks.values()),
+                        **dict(config.model_overrides))
+        except ValueError as exc:
+            raise TrainError(f"model {config.model!r}: {exc}") from exc
 
     def fold_dir(self, fold: Fold) -> Path:
         return self.run_dir if len(self.folds) == 1 else self.run_dir / f"fold{fold.index}"
 
     def run(self) -> Path:
-        """Train every fold; returns the run directory."""
+        """Train every fold; returns the run directory (which must not exist yet, or be empty)."""
+        if self.run_dir is None:
+            raise TrainError("no run directory given")
+        if self.run_dir.exists() and any(self.run_dir.iterdir()):
+            raise TrainError(f"{self.run_dir} already holds a run; choose another name (NAME=/--name)")
         self.run_dir.mkdir(parents=True, exist_ok=True)
         summaries = [self.train_fold(fold) for fold in self.folds]
         if len(self.folds) > 1:
             summary = {"folds": [{"fold": f.index, **s} for f, s in zip(self.folds, summaries)],
-                       "mean": {role: _mean([s[role] for s in summaries]) for role in ("train", "val")}}
+                       "final": {role: _mean([s[role] for s in summaries]) for role in ("train", "val")}}
             (self.run_dir / "metrics.json").write_text(json.dumps(summary, indent=2))
         return self.run_dir
 
@@ -153,16 +169,17 @@ class Experiment:
         out.mkdir(parents=True, exist_ok=True)
         train_ids, val_ids = fold.videos("train"), fold.videos("val")
         if not train_ids:
-            raise ValueError(f"fold {fold.index} has no training video (labelled videos: {self.video_ids})")
-        standardiser = self.features.fit_standardiser(train_ids)
+            raise TrainError(f"fold {fold.index} has no training video (labelled videos: {self.video_ids})")
+        standardiser = self.features.fit_standardiser(train_ids)  # every video with a training role, any task
         train_masks = label_masks(fold, self.tasks, self.labels, "train")
+        val_masks = label_masks(fold, self.tasks, self.labels, "val")  # as loaded: pseudo-labels never score
         labels, train_masks = tsav_label_rules(self.config, self.tasks, self.labels, train_masks, train_ids)
         pos_weight = None
         if "au" in self.tasks:
             rows = np.concatenate([self.labels[v]["au"][train_masks[v]["au"]] for v in train_ids])
             pos_weight = au_pos_weight(rows).astype(np.float32)
-        data = FoldData(self.features, self.tasks, labels, train_masks, label_masks(fold, self.tasks, labels, "val"),
-                        train_ids, val_ids, pos_weight)
+        data = FoldData(self.features, self.tasks, labels, train_masks, val_masks, train_ids, val_ids, pos_weight)
+        seed_everything(self.config.optim.seed + fold.index)  # the initial weights too are reproducible
         model = build_model(self.config.model, self.features.modality_dims, list(self.tasks.values()),
                             **dict(self.config.model_overrides))
         LOG.info("fold %d: %d training and %d validation videos, model %s with %d parameters", fold.index,
@@ -199,7 +216,8 @@ class Experiment:
             "device": str(self.device),
         }
         (out / "config.json").write_text(json.dumps(config, indent=2))
-        metrics = {"epochs": result.epochs, "final": result.final, "best_epoch": result.best_epoch}
+        metrics = {"epochs": result.epochs, "final": result.final, "best_epoch": result.best_epoch,
+                   "selected_on": result.selected_on}
         (out / "metrics.json").write_text(json.dumps(metrics, indent=2))
         training_curve(result.epochs, result.best_epoch, out / "training_curve.png",
                        f"{self.config.model} on {'+'.join(self.features.features)} (fold {fold.index})")

@@ -23,7 +23,9 @@ from features_store import FeatureStore, StoreError
 LOG = logging.getLogger("affectsync.train")
 
 RAM_FRACTION = 0.5
-"""Features are held in RAM when they take at most this fraction of the memory available at start."""
+"""Features are held in RAM when raw plus standardised copies take at most this fraction of the available memory."""
+FIT_BLOCK_FRAMES = 8192
+"""Standardisation statistics are accumulated over blocks of this many frames (bounded memory on long videos)."""
 
 
 class FeatureError(ValueError):
@@ -73,11 +75,14 @@ class StoreFeatures:
                  in_memory: bool | None = None):
         if not features:
             raise FeatureError("no features selected (FEATURES=a,b,...)")
+        if not video_ids:
+            raise FeatureError(f"{store.location}: no complete video to read features from")
         self.store = store
         self.features = list(features)
         self.video_ids = list(video_ids)
-        self.modalities, self.modality_dims, self.validity = self._describe()
         self.n_frames = {vid: store.video(vid).n_frames for vid in self.video_ids}
+        self._arrays = {vid: self._open_arrays(vid) for vid in self.video_ids}
+        self.modalities, self.modality_dims, self.validity = self._describe()
         self.standardiser: Standardiser | None = None
         n_bytes = sum(self.n_frames.values()) * sum(self.modality_dims.values()) * 4
         budget = RAM_FRACTION * psutil.virtual_memory().available
@@ -86,42 +91,50 @@ class StoreFeatures:
         LOG.info("features %s: %.1f MB for %d videos, %s", self.features, n_bytes / 1e6, len(self.video_ids),
                  "held in RAM" if self.in_memory else "read per window")
         self._raw: dict[str, dict[str, np.ndarray]] = {}
+        self._normalised: dict[str, dict[str, np.ndarray]] = {}
         self._valid: dict[str, dict[str, np.ndarray]] = {}
         if self.in_memory:
             for vid in self.video_ids:
                 self._raw[vid] = {m: self._read(vid, m, slice(None)) for m in self.modalities}
+
+    def _open_arrays(self, video_id: str) -> dict:
+        """The video's feature arrays (zarr handles, opened once), checked: complete, present, per-frame, T rows."""
+        video = self.store.video(video_id)
+        if not video.complete:
+            raise FeatureError(f"{self.store.location}: video {video_id!r} is not complete; re-run extraction")
+        arrays = {}
+        for feature in self.features:
+            try:
+                array = video.array(feature)
+            except StoreError as exc:
+                raise FeatureError(f"{self.store.location}: video {video_id!r} has no feature {feature!r} "
+                                   f"(extract it with --features {feature})") from exc
+            if not array.attrs.get("per_frame") or array.ndim != 2:
+                raise FeatureError(f"feature {feature!r} is not a per-frame (T, D) array (shape {array.shape}); "
+                                   f"only per-frame features can be trained on")
+            if array.shape[0] != self.n_frames[video_id]:
+                raise FeatureError(f"{self.store.location}: video {video_id!r}: {feature!r} has {array.shape[0]} "
+                                   f"rows, expected T={self.n_frames[video_id]} (run python -m features_store verify)")
+            arrays[feature] = array
+        return arrays
 
     def _describe(self) -> tuple[dict[str, list[str]], dict[str, int], dict[str, str | None]]:
         modalities: dict[str, list[str]] = {}
         dims: dict[str, int] = {}
         validity: dict[str, str | None] = {}
         for feature in self.features:
-            shapes = set()
-            for vid in self.video_ids:
-                video = self.store.video(vid)
-                if not video.complete:
-                    raise FeatureError(f"{self.store.location}: video {vid!r} is not complete; re-run extraction")
-                try:
-                    array = video.array(feature)
-                except StoreError as exc:
-                    raise FeatureError(f"{self.store.location}: video {vid!r} has no feature {feature!r} "
-                                       f"(extract it with --features {feature})") from exc
-                attrs = dict(array.attrs)
-                if not attrs.get("per_frame") or array.ndim != 2:
-                    raise FeatureError(f"feature {feature!r} is not a per-frame (T, D) array (shape {array.shape}); "
-                                       f"only per-frame features can be trained on")
-                shapes.add(array.shape[1])
-            if len(shapes) > 1:
-                raise FeatureError(f"feature {feature!r} has different widths across videos: {sorted(shapes)}")
+            widths = {arrays[feature].shape[1] for arrays in self._arrays.values()}
+            if len(widths) > 1:
+                raise FeatureError(f"feature {feature!r} has different widths across videos: {sorted(widths)}")
+            attrs = dict(self._arrays[self.video_ids[0]][feature].attrs)
             modality = modality_of(attrs)
             modalities.setdefault(modality, []).append(feature)
-            dims[modality] = dims.get(modality, 0) + shapes.pop()
+            dims[modality] = dims.get(modality, 0) + widths.pop()
             validity[modality] = attrs.get("validity")
         return modalities, dims, validity
 
     def _read(self, video_id: str, modality: str, frames: slice) -> np.ndarray:
-        video = self.store.video(video_id)
-        parts = [video.array(name)[frames] for name in self.modalities[modality]]
+        parts = [self._arrays[video_id][name][frames] for name in self.modalities[modality]]
         return np.concatenate(parts, axis=1).astype(np.float32, copy=False)
 
     def valid(self, video_id: str, modality: str) -> np.ndarray:
@@ -141,11 +154,13 @@ class StoreFeatures:
             total_sq = np.zeros(dim, np.float64)
             count = 0
             for vid in train_ids:
-                rows = self._raw[vid][modality] if self.in_memory else self._read(vid, modality, slice(None))
-                rows = rows[self.valid(vid, modality)].astype(np.float64)
-                total += rows.sum(axis=0)
-                total_sq += np.square(rows).sum(axis=0)
-                count += len(rows)
+                for start in range(0, self.n_frames[vid], FIT_BLOCK_FRAMES):
+                    frames = slice(start, start + FIT_BLOCK_FRAMES)
+                    rows = self._raw[vid][modality][frames] if self.in_memory else self._read(vid, modality, frames)
+                    rows = rows[self.valid(vid, modality)[frames]].astype(np.float64)
+                    total += rows.sum(axis=0)
+                    total_sq += np.square(rows).sum(axis=0)
+                    count += len(rows)
             mu = total / max(count, 1)
             var = np.maximum(total_sq / max(count, 1) - np.square(mu), 0.0)
             mean[modality] = mu.astype(np.float32)
@@ -157,6 +172,7 @@ class StoreFeatures:
         """Standardise with ``standardiser`` (in RAM: once, now)."""
         self.standardiser = standardiser
         if self.in_memory:
+            self._normalised = {}  # release the previous fold's copy before building this one
             self._normalised = {
                 vid: {m: standardiser.apply(m, rows, self.valid(vid, m)) for m, rows in by_modality.items()}
                 for vid, by_modality in self._raw.items()}

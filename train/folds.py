@@ -13,8 +13,13 @@ import hashlib
 import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from typing import Literal
 
-Role = str  # "train" | "val"
+Role = Literal["train", "val"]
+
+
+class FoldError(ValueError):
+    """The labelled videos cannot be split into the folds asked for."""
 
 N_GROUPS_WITHOUT_SPLIT = 5
 """Without an official split, videos are dealt into this many groups (at least) and fold k validates on group k."""
@@ -63,7 +68,7 @@ def make_folds(labelled: Mapping[str, Sequence[str]], official: Mapping[str, Map
     validates on group k.
     """
     if n_folds < 1:
-        raise ValueError(f"FOLDS must be at least 1, got {n_folds}")
+        raise FoldError(f"FOLDS must be at least 1, got {n_folds}")
     has_split = any(official.get(task) for task in labelled)
     all_videos = sorted({vid for vids in labelled.values() for vid in vids})
     if has_split:
@@ -77,13 +82,16 @@ def make_folds(labelled: Mapping[str, Sequence[str]], official: Mapping[str, Map
         n_subjects = len({subject_group(vid) for vid in all_videos})
         if n_subjects < 2:
             if n_folds > 1:
-                raise ValueError(f"{n_folds} folds need at least 2 labelled videos (subjects); got {all_videos}")
+                raise FoldError(f"{n_folds} folds need at least 2 labelled videos (subjects); got {all_videos}")
             return [Fold(0, base)]  # nothing to hold out: the loop selects on the training video
         groups = _deal(all_videos, max(n_folds, min(N_GROUPS_WITHOUT_SPLIT, n_subjects)))
         val_groups = groups[:n_folds]
         folds = []
     for index in range(len(folds), n_folds):
         held_out = val_groups[index]
+        if not held_out:
+            raise FoldError(f"FOLDS={n_folds}: fold {index} would have no validation video (too few subjects "
+                            f"to split: {len(all_videos)} labelled videos)")
         roles = {task: {vid: "val" if vid in held_out else "train" for vid in by_video}
                  for task, by_video in base.items()}
         folds.append(Fold(index, roles))

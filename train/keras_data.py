@@ -14,12 +14,8 @@ os.environ.setdefault("KERAS_BACKEND", "torch")
 
 import keras  # noqa: E402
 
-from features_store import FeatureStore  # noqa: E402
-from train.experiment import label_masks  # noqa: E402
-from train.features import StoreFeatures  # noqa: E402
-from train.folds import make_folds  # noqa: E402
-from train.labels import fit_to_frames, load_labels  # noqa: E402
-from train.windows import WindowBatches, WindowConfig  # noqa: E402
+from train.experiment import Experiment, ExperimentConfig, label_masks  # noqa: E402
+from train.windows import ABAW3_WINDOWS, WindowBatches, WindowConfig  # noqa: E402
 
 
 class KerasWindows(keras.utils.PyDataset):
@@ -32,9 +28,7 @@ class KerasWindows(keras.utils.PyDataset):
         self._groups = self._group()
 
     def _group(self):
-        windows = self.batches.windows(self.epoch)
-        size = self.batches.batch_size
-        return [windows[i:i + size] for i in range(0, len(windows), size)]
+        return self.batches.groups(self.epoch)
 
     def __len__(self) -> int:
         return len(self._groups)
@@ -50,21 +44,18 @@ class KerasWindows(keras.utils.PyDataset):
 
     @classmethod
     def from_store(cls, store: str, labels: str, features: list[str], role: str = "train",
-                   window: WindowConfig = WindowConfig(), batch_size: int = 8, tasks: list[str] | None = None,
+                   window: WindowConfig = ABAW3_WINDOWS, batch_size: int = 8, tasks: list[str] | None = None,
                    label_columns: dict[str, str] | None = None, fold: int = 0, n_folds: int = 1,
                    **kwargs) -> KerasWindows:
-        """Windows of the ``role`` (``train``/``val``) videos of fold ``fold``, standardised on its training videos."""
-        feature_store = FeatureStore(store)
-        label_set = load_labels(labels, tasks, label_columns)
-        n_frames = {v: feature_store.video(v).n_frames for v in feature_store.video_ids()
-                    if feature_store.video(v).complete}
-        aligned, _ = fit_to_frames(label_set, n_frames)
-        video_ids = sorted(aligned)
-        labelled = {t: [v for v in video_ids if spec.valid(aligned[v][t]).any()] for t, spec in label_set.tasks.items()}
-        chosen = make_folds(labelled, label_set.splits, n_folds)[fold]
-        store_features = StoreFeatures(feature_store, features, video_ids)
-        store_features.fit_standardiser(chosen.videos("train"))
-        masks = label_masks(chosen, label_set.tasks, aligned, role)
-        batches = WindowBatches(store_features, chosen.videos(role), window, batch_size, labels=aligned,
+        """Windows of the ``role`` (``train``/``val``) videos of fold ``fold``, standardised on its training videos,
+        prepared exactly as ``python -m train`` prepares them (labels aligned, folds, label masks)."""
+        config = ExperimentConfig(store=store, labels=labels, features=tuple(features),
+                                  tasks=tuple(tasks) if tasks else None, label_columns=label_columns or {},
+                                  folds=n_folds)
+        prepared = Experiment(config)
+        chosen = prepared.folds[fold]
+        prepared.features.fit_standardiser(chosen.videos("train"))
+        masks = label_masks(chosen, prepared.tasks, prepared.labels, role)
+        batches = WindowBatches(prepared.features, chosen.videos(role), window, batch_size, labels=prepared.labels,
                                 label_masks=masks, shuffle=role == "train")
         return cls(batches, **kwargs)

@@ -18,15 +18,17 @@ def training_curve(epochs: Sequence[dict[str, Any]], best_epoch: int, path: Path
     """Write a PNG: left, training loss terms per epoch; right, validation scores per epoch."""
     figure, (loss_axes, score_axes) = plt.subplots(1, 2, figsize=(11, 4), constrained_layout=True)
     x = [e["epoch"] for e in epochs]
-    for key in epochs[0]["train_loss"] if epochs else ():
+    loss_keys = sorted({key for e in epochs for key in e["train_loss"]})  # alternating tasks start at other epochs
+    for key in loss_keys:
         loss_axes.plot(x, [e["train_loss"].get(key, float("nan")) for e in epochs], label=key,
                        linewidth=2 if key == "loss" else 1)
     loss_axes.set(xlabel="epoch", ylabel="training loss", title="training loss")
+    selected_on = "val" if any("val" in e for e in epochs) else "train"
     for key in SCORE_KEYS:
-        if epochs and key in epochs[0]["val"]:
-            score_axes.plot(x, [e["val"].get(key, float("nan")) for e in epochs], label=key,
+        if any(key in e.get(selected_on, {}) for e in epochs):
+            score_axes.plot(x, [e.get(selected_on, {}).get(key, float("nan")) for e in epochs], label=key,
                             linewidth=2 if key == "objective" else 1)
-    score_axes.set(xlabel="epoch", ylabel="score", title="validation (selection) scores")
+    score_axes.set(xlabel="epoch", ylabel="score", title=f"model selection scores ({selected_on} videos)")
     for axes in (loss_axes, score_axes):
         if best_epoch:
             axes.axvline(best_epoch, color="grey", linestyle=":", label=f"best epoch {best_epoch}")

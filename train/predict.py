@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import csv
 import json
+import re
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
@@ -26,9 +27,9 @@ AU_THRESHOLD = 0.5
 
 
 def scoring_windows(config: WindowConfig) -> WindowConfig:
-    """Sliding windows for prediction: the training windows' length, their hop (random sampling: half a window)."""
-    hop = config.hop_frames if config.sampling == "sliding" else max(1, config.length_frames // 2)
-    return WindowConfig(length_frames=config.length_frames, hop_frames=hop, sampling="sliding")
+    """Sliding windows for prediction: the training windows' length and hop (random sampling too: M3T predicts on
+    clips one hop apart)."""
+    return WindowConfig(length_frames=config.length_frames, hop_frames=config.hop_frames, sampling="sliding")
 
 
 def to_frame_outputs(task: str, output: torch.Tensor) -> torch.Tensor:
@@ -44,7 +45,8 @@ def to_frame_outputs(task: str, output: torch.Tensor) -> torch.Tensor:
 def predict_frames(model: torch.nn.Module, features: StoreFeatures, video_ids: Sequence[str],
                    window: WindowConfig, device: torch.device, batch_size: int = 16
                    ) -> dict[str, dict[str, np.ndarray]]:
-    """video id -> task -> per-frame outputs (see the module docstring), averaged over overlapping windows."""
+    """video id -> task -> per-frame outputs (see the module docstring): VA values and class/AU probabilities (not
+    logits) averaged over the overlapping windows that cover each frame."""
     model.eval()
     sums: dict[str, dict[str, np.ndarray]] = {}
     counts = {vid: np.zeros(features.n_frames[vid], np.float32) for vid in video_ids}
@@ -104,7 +106,8 @@ def model_dirs(run_dir: Path) -> list[Path]:
     """The model directories of a run: the run itself (one fold) or its ``fold<k>`` folders."""
     if (run_dir / "model.pt").is_file():
         return [run_dir]
-    folds = sorted((p for p in run_dir.glob("fold*") if (p / "model.pt").is_file()), key=lambda p: int(p.name[4:]))
+    folds = sorted((p for p in run_dir.iterdir() if re.fullmatch(r"fold\d+", p.name) and (p / "model.pt").is_file()),
+                   key=lambda p: int(p.name[4:])) if run_dir.is_dir() else []
     if not folds:
         raise FileNotFoundError(f"{run_dir}: no model.pt here or in fold*/ (is it a run directory of python -m train?)")
     return folds
@@ -126,14 +129,17 @@ def load_trained(model_dir: Path, device: torch.device) -> tuple[torch.nn.Module
 def predict_store(run_dir: Path, store_location: str, out_dir: Path, device: torch.device,
                   progress: bool = True) -> list[Path]:
     """Predict every complete video of a store with each model of ``run_dir``; CSVs in ``out_dir`` (``fold<k>/``
-    sub-folders for a multi-fold run). Videos lacking a feature the model needs are an error naming them."""
+    sub-folders for a multi-fold run: fusing folds is eval's job). Videos lacking a feature the model needs are an
+    error naming them."""
     store = FeatureStore(store_location)
-    video_ids = [vid for vid in store.video_ids() if store.video(vid).complete]
+    video_ids = list(store.complete_n_frames())
     written = []
     dirs = model_dirs(run_dir)
+    features = None
     for model_dir in tqdm(dirs, desc="models", disable=not progress or len(dirs) == 1):
         model, config, tasks, standardiser = load_trained(model_dir, device)
-        features = StoreFeatures(store, config["features"], video_ids)
+        if features is None or features.features != config["features"]:
+            features = StoreFeatures(store, config["features"], video_ids)
         if features.modality_dims != config["modality_dims"]:
             raise FeatureError(f"{store_location}: feature widths {features.modality_dims} differ from the "
                                f"model's {config['modality_dims']} ({model_dir})")

@@ -42,7 +42,8 @@ class WindowConfig:
             raise ValueError(f"window sampling must be 'sliding' or 'random', got {self.sampling!r}")
 
 
-M3T_WINDOWS = WindowConfig(length_frames=32, hop_frames=16, sampling="random", random_windows_per_video=16)
+ABAW3_WINDOWS = WindowConfig(length_frames=300, hop_frames=200)
+"""ABAW3 (seed 003, Sec. 3.2): 300-frame windows every 200 frames."""
 
 
 def sliding_starts(n_frames: int, length_frames: int, hop_frames: int) -> list[int]:
@@ -76,8 +77,11 @@ class Batch:
 
     def to(self, device: torch.device) -> tuple[dict[str, torch.Tensor], torch.Tensor, dict[str, torch.Tensor],
                                                 dict[str, torch.Tensor]]:
+        pin = device.type == "cuda"  # page-locked memory lets the copy overlap the previous step's compute
+
         def move(array: np.ndarray) -> torch.Tensor:
-            return torch.from_numpy(array).to(device, non_blocking=True)
+            tensor = torch.from_numpy(array)
+            return (tensor.pin_memory() if pin else tensor).to(device, non_blocking=pin)
         return ({m: move(x) for m, x in self.inputs.items()}, move(self.frame_mask),
                 {t: move(y) for t, y in self.labels.items()}, {t: move(k) for t, k in self.label_masks.items()})
 
@@ -122,12 +126,18 @@ class WindowBatches:
     def __len__(self) -> int:
         return -(-len(self.windows(0)) // self.batch_size)
 
+    def groups(self, epoch: int = 0) -> list[list[Window]]:
+        """This epoch's windows in batches of ``batch_size`` windows (the last may be smaller)."""
+        windows = self.windows(epoch)
+        return [windows[i:i + self.batch_size] for i in range(0, len(windows), self.batch_size)]
+
     def batches(self, epoch: int = 0) -> Iterator[Batch]:
         """This epoch's batches; the next batch is assembled on a thread while the caller works on this one."""
-        windows = self.windows(epoch)
-        groups = [windows[i:i + self.batch_size] for i in range(0, len(windows), self.batch_size)]
+        groups = self.groups(epoch)
+        if not groups:
+            return
         with ThreadPoolExecutor(max_workers=1) as pool:
-            pending = pool.submit(self.assemble, groups[0]) if groups else None
+            pending = pool.submit(self.assemble, groups[0])
             for next_group in groups[1:] + [None]:
                 batch = pending.result()
                 pending = pool.submit(self.assemble, next_group) if next_group else None

@@ -20,6 +20,7 @@ from typing import Any
 from torch import nn
 
 from ..tasks import TASK_ORDER, TaskSpec, au_task, expr_task, va_task
+from ..windows import ABAW3_WINDOWS, WindowConfig
 from .base import SequenceModel
 from .gru import GruSeed002, GruSeed002Config, M3TAttention, M3TAttentionConfig, M3TConcat, M3TConcatConfig
 from .heads import TaskHeads
@@ -35,26 +36,38 @@ __all__ = [
 
 @dataclass(frozen=True)
 class ModelSpec:
-    """A registered model: its name, a one-line description naming the seed paper, config and module classes."""
+    """A registered model: its name, a one-line description naming the seed paper, config and module classes, and the
+    windows its paper trained on (the trainer's default for this model; ``--window``/``--hop``/``--sampling``
+    override them)."""
 
     name: str
     description: str
     config_class: type
     module_class: type
     tasks: tuple[str, ...] = ("va", "expr", "au")
+    windows: WindowConfig = ABAW3_WINDOWS
+
+
+M3T_WINDOWS = WindowConfig(length_frames=32, hop_frames=32, sampling="random", random_windows_per_video=16)
+"""M3T (Sec. III-B): random 32-frame windows each epoch, non-overlapping clips at inference. The paper draws 200 per
+video per epoch; 16 here keeps an epoch of a small store short (``--windows-per-video 200`` for the paper's)."""
+SEED002_WINDOWS = WindowConfig(length_frames=15, hop_frames=10)
+"""Seed 002 (Sec. II-A): sequences of 15 frames overlapping by 5."""
+SEED001_WINDOWS = WindowConfig(length_frames=30, hop_frames=15)
+"""Seed 001 (Sec. 4.2): 30-frame input sequences (the hop is not given; half a window here)."""
 
 
 MODELS: dict[str, ModelSpec] = {spec.name: spec for spec in (
     ModelSpec("m3t_concat", "M3T (ABAW 2020, seed 000): 512-d projections -> concat -> 2-layer bi-GRU 512 -> FC",
-              M3TConcatConfig, M3TConcat),
+              M3TConcatConfig, M3TConcat, windows=M3T_WINDOWS),
     ModelSpec("m3t_attention", "M3T (ABAW 2020, seed 000): bi-GRU quality scores -> softmax fusion (eq. 5-6) -> "
-              "2-layer bi-GRU 512 -> FC", M3TAttentionConfig, M3TAttention),
+              "2-layer bi-GRU 512 -> FC", M3TAttentionConfig, M3TAttention, windows=M3T_WINDOWS),
     ModelSpec("gru_seed002", "audio-video GRU (ABAW 2020, seed 002): GRU stacks per modality -> concat -> dense 64 -> "
-              "tanh", GruSeed002Config, GruSeed002),
+              "tanh", GruSeed002Config, GruSeed002, windows=SEED002_WINDOWS),
     ModelSpec("tcn_coattention", "ABAW3 co-attention (seed 003): causal TCN per modality -> (softmax(QK^T/sqrt(d_K)) "
               "+ 1) V -> + visual encoding -> FC", TcnCoAttentionConfig, TcnCoAttention),
     ModelSpec("transformer_seed001", "AU+EXPR multitask (ABAW 2021, seed 001): concat -> fusion layer -> 1-layer "
-              "transformer encoder -> FC", TransformerSeed001Config, TransformerSeed001),
+              "transformer encoder -> FC", TransformerSeed001Config, TransformerSeed001, windows=SEED001_WINDOWS),
     ModelSpec("tsav_tcn", "TSAV (ABAW 2020, seed 004): per-stream temporal conv (visual clip 8 x dilation 6, "
               "aural 10 s centred) -> concat -> FC", TsavTcnConfig, TsavTcn),
 )}
