@@ -47,10 +47,11 @@ bench: $(INSTALLED)
 	$(PY) -m bench.train | tee $(BENCH_OUT)/train.jsonl
 
 # TRAIN_ARGS passes any other option of `python -m train` (see `python -m train --help`).
+TRAIN_FLAGS = $(if $(FEATURES),--features $(FEATURES)) $(if $(TASKS),--tasks $(TASKS)) $(if $(MODEL),--model $(MODEL)) \
+	$(if $(FOLDS),--folds $(FOLDS)) $(if $(NAME),--name $(NAME)) $(TRAIN_ARGS)
+
 train: $(INSTALLED)
-	$(PY) -m train --store $(STORE) --labels $(LABELS) $(if $(FEATURES),--features $(FEATURES)) \
-		$(if $(TASKS),--tasks $(TASKS)) $(if $(MODEL),--model $(MODEL)) $(if $(FOLDS),--folds $(FOLDS)) \
-		$(if $(NAME),--name $(NAME)) $(TRAIN_ARGS)
+	$(PY) -m train --store $(STORE) --labels $(LABELS) $(strip $(TRAIN_FLAGS))
 
 eval: $(INSTALLED)
 	$(PY) -m eval

@@ -164,3 +164,37 @@ def test_tsav_rules_drop_inconsistent_frames_and_add_pseudo_valence():
     assert new_masks["v"]["va"][4] and new_labels["v"]["va"][4, 0] > 0  # pseudo VA for a happy frame: positive
     assert not new_masks["v"]["va"][5]  # no expression, no pseudo label
     assert labels["v"]["va"][4, 0] == -5  # the caller's labels are not modified
+
+
+def write_annotation(path: Path, header: str, rows) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(header + "\n" + "\n".join(rows) + "\n")
+
+
+def test_abaw3_folders_with_per_task_splits_train_and_score_only_their_roles(sample_store, tmp_path):
+    """VA: CREMA trains and GRID validates; EXPR labels CREMA only (its Validation_Set is empty of our videos)."""
+    root = tmp_path / "annotations"
+    va_dir, expr_dir = root / "VA_Estimation_Challenge", root / "EXPR_Classification_Challenge"
+    write_annotation(va_dir / "Train_Set" / "crema_d_1001_DFA_concat.txt", "valence,arousal",
+                     [f"{np.sin(i / 30):.3f},{0.2:.3f}" if i % 50 else "-5,-5" for i in range(379)])
+    write_annotation(va_dir / "Validation_Set" / "grid_id2_vcd_swwp2s.txt", "valence,arousal",
+                     [f"{np.cos(i / 20):.3f},-0.1" for i in range(80)])  # 5 rows too many: trimmed
+    write_annotation(expr_dir / "Train_Set" / "crema_d_1001_DFA_concat.txt",
+                     "Neutral,Anger,Disgust,Fear,Happiness,Sadness,Surprise,Other",
+                     [str(i // 64 % 8) if i % 7 else "-1" for i in range(379)])
+    write_annotation(expr_dir / "Validation_Set" / "some_other_video.txt",
+                     "Neutral,Anger,Disgust,Fear,Happiness,Sadness,Surprise,Other", ["1"] * 10)
+    config = ExperimentConfig(store=sample_store.location, labels=str(root), features=("logmel",),
+                              model="gru_seed002", window=SHORT, optim=OptimConfig(epochs=1, batch_size=2))
+    run = Experiment(config, tmp_path / "run", progress=False)
+    assert list(run.tasks) == ["va", "expr"] and run.tasks["expr"].protocol == "abaw2022"
+    assert any("trimmed 5 rows" in m for m in run.label_messages), run.label_messages
+    assert any("some_other_video" in m for m in run.label_messages)
+    fold = run.folds[0]
+    assert fold.roles["va"] == {"crema_d_1001_DFA_concat": "train", "grid_id2_vcd_swwp2s": "val"}
+    assert fold.roles["expr"] == {"crema_d_1001_DFA_concat": "train"}
+    metrics = json.loads((run.run() / "metrics.json").read_text())
+    assert {"expr_f1", "va_mean"} <= metrics["final"]["train"].keys()
+    assert "va_mean" in metrics["final"]["val"] and "expr_f1" not in metrics["final"]["val"]  # no EXPR val labels
+    rows = list(csv.reader((tmp_path / "run" / "predictions" / "grid_id2_vcd_swwp2s.csv").open()))
+    assert rows[0] == ["frame", "valence", "arousal", "expr"] and len(rows) == 76

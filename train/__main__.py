@@ -119,10 +119,7 @@ def run_training(argv: list[str]) -> int:
                         lambda_au=args.lambda_au),
         filter_labels=args.filter_labels, pseudo_labels=args.pseudo_labels, device=args.device)
     try:
-        experiment = Experiment(config, Path(args.runs_dir) / name, progress=not args.quiet)
-        for message in experiment.label_messages:
-            print(f"labels: {message}", file=sys.stderr)
-        run_dir = experiment.run()
+        run_dir = Experiment(config, Path(args.runs_dir) / name, progress=not args.quiet).run()
     except (StoreError, LabelError, FeatureError, FoldError, TrainError) as exc:
         print(f"train: {exc}", file=sys.stderr)
         return 2
