@@ -14,6 +14,8 @@ TASKS ?=
 MODEL ?=
 FOLDS ?=
 NAME ?=
+RUN ?=
+PRED ?=
 BENCH_OUT ?= bench/results
 LHOTSE_VERSION := 1.33.0
 
@@ -53,8 +55,9 @@ TRAIN_FLAGS = $(if $(FEATURES),--features $(FEATURES)) $(if $(TASKS),--tasks $(T
 train: $(INSTALLED)
 	$(PY) -m train --store $(STORE) --labels $(LABELS) $(strip $(TRAIN_FLAGS))
 
+# RUN=runs/<name> (default: the latest run), or PRED=dir with LABELS=...; EVAL_ARGS passes other options.
 eval: $(INSTALLED)
-	$(PY) -m eval
+	$(PY) -m eval $(strip $(if $(PRED),--pred $(PRED) --labels $(LABELS),$(if $(RUN),--run $(RUN))) $(EVAL_ARGS))
 
 info: $(INSTALLED)
 	$(PY) -m features_store info $(STORE)

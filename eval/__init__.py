@@ -1,1 +1,1 @@
-"""affectsync evaluation: official ABAW metrics, fold fusion, plots (``python -m eval``); arrives with issue #4."""
+"""affectsync evaluation (``python -m eval``): official ABAW metrics, fold fusion, submission files, reports."""

@@ -211,7 +211,8 @@ class Experiment:
             "loss": dataclasses.asdict(self.config.loss),
             "filter_labels": self.config.filter_labels,
             "pseudo_labels": self.config.pseudo_labels,
-            "fold": {"index": fold.index, "of": len(self.folds), "train": train_ids, "val": val_ids},
+            "fold": {"index": fold.index, "of": len(self.folds), "train": train_ids, "val": val_ids,
+                     "roles": {task: dict(by_video) for task, by_video in fold.roles.items()}},
             "label_messages": self.label_messages,
             "device": str(self.device),
         }
