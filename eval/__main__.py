@@ -35,8 +35,11 @@ def latest_run(runs_dir: Path) -> Path:
 
 def read_frame_counts(path: Path) -> dict[str, int]:
     """``video,n_frames`` CSV: the frame count the organisers expect for each video."""
-    with path.open(newline="") as handle:
-        return {row["video"]: int(row["n_frames"]) for row in csv.DictReader(handle)}
+    try:
+        with path.open(newline="") as handle:
+            return {row["video"]: int(row["n_frames"]) for row in csv.DictReader(handle)}
+    except (OSError, KeyError, ValueError, TypeError) as exc:
+        raise PredictionError(f"{path}: expected a CSV with columns video,n_frames ({exc!r})") from exc
 
 
 def parser() -> argparse.ArgumentParser:
@@ -61,6 +64,8 @@ def run(args: argparse.Namespace) -> tuple[Evaluation, Path]:
     if args.pred is not None:
         if not args.labels:
             raise LabelError("--pred needs --labels (the labels to score against)")
+        if any("=" not in item for item in args.label_column):
+            raise LabelError(f"--label-column takes TASKCOL=CSVCOL, got {args.label_column}")
         columns = dict(item.split("=", 1) for item in args.label_column)
         tasks = [t for t in args.tasks.split(",") if t]
         evaluation = evaluate_folder(args.pred, args.labels, columns, tasks, args.store)

@@ -23,9 +23,13 @@ def _pairwise_agreement(x_i: np.ndarray, x_j: np.ndarray) -> float:
 
 
 def box_smooth(x: np.ndarray, window_frames: int = BOX_WINDOW_FRAMES) -> np.ndarray:
-    """Centred moving average over ``window_frames`` frames; the ends average over the frames that exist."""
+    """Centred moving average over ``window_frames`` frames, same length as ``x``; the ends average over the frames
+    that exist."""
     kernel = np.ones(window_frames)
-    return np.convolve(x, kernel, mode="same") / np.convolve(np.ones_like(x), kernel, mode="same")
+    first = (window_frames - 1) // 2
+    sums = np.convolve(x, kernel)[first:first + len(x)]
+    counts = np.convolve(np.ones(len(x)), kernel)[first:first + len(x)]
+    return sums / counts
 
 
 def ccc_centering(predictions: np.ndarray, pre_smooth: bool = False, post_smooth: bool = False) -> np.ndarray:

@@ -23,7 +23,7 @@ computed with numpy here and gives exactly sklearn's numbers. Scores are plain P
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import numpy as np
@@ -245,3 +245,40 @@ def mean_over_videos(scores: Mapping[str, Any]) -> Any:
               else float(np.mean([v[key] for v in values])))
         for key in values[0]
     }
+
+
+def task_scores(decisions: Mapping[str, Mapping[str, np.ndarray]], labels: Mapping[str, Mapping[str, np.ndarray]],
+                    masks: Mapping[str, Mapping[str, np.ndarray]], tasks: Mapping[str, TaskSpec],
+                    video_ids: Sequence[str]) -> dict[str, Any]:
+    """Scores of per-frame decisions under the trainer's metric names, over the masked frames of ``video_ids``
+    concatenated (the organisers' way), for the tasks with any: ``valence``, ``arousal``, ``va_mean``, ``expr_f1``,
+    ``expr_accuracy``, ``expr_score``, ``au_f1``, ``au_accuracy``, ``au_score``, ``au_f1_per_au``.
+
+    ``decisions``/``labels``/``masks``: video id -> task -> per-frame decisions (VA values, class index, AU 0/1) /
+    gold in the organisers' coding / (T,) bool frames to score.
+    """
+    result: dict[str, Any] = {}
+    for name, task in tasks.items():
+        pairs = [(decisions[v][name][masks[v][name]], labels[v][name][masks[v][name]]) for v in video_ids
+                 if name in decisions.get(v, {}) and name in masks.get(v, {}) and masks[v][name].any()]
+        if not pairs:
+            continue
+        pred = np.concatenate([p for p, _ in pairs])
+        gold = np.concatenate([g for _, g in pairs])
+        if name == "va":
+            va = va_score(pred, gold)
+            result |= {"valence": va["valence"], "arousal": va["arousal"], "va_mean": va["mean"]}
+        elif name == "expr":
+            expr = expr_score(pred, gold, task.protocol, n_classes=task.n_outputs)
+            result |= {"expr_f1": expr["f1"], "expr_accuracy": expr["accuracy"], "expr_score": expr["score"]}
+        else:
+            au = au_score(pred, gold.astype(np.int64), task.protocol)
+            result |= {"au_f1": au["f1"], "au_accuracy": au["accuracy"], "au_score": au["score"],
+                       "au_f1_per_au": [float(f) for f in au["f1_per_au"]]}
+    return {k: v if isinstance(v, list) else float(v) for k, v in result.items()}
+
+
+def mean_scores(rows: Sequence[Mapping[str, Any]]) -> dict[str, float]:
+    """The mean of each scalar score over ``rows`` (e.g. folds), over the rows that have it."""
+    keys = sorted({k for r in rows for k, v in r.items() if not isinstance(v, list)})
+    return {k: float(np.mean([r[k] for r in rows if k in r])) for k in keys}

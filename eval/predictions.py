@@ -31,20 +31,36 @@ def read_prediction_file(path: Path, tasks: Mapping[str, TaskSpec]) -> dict[str,
     if not rows or rows[0][:1] != ["frame"]:
         raise PredictionError(f"{path}: expected a header starting with 'frame'")
     header, body = rows[0], rows[1:]
-    frames = [int(row[0]) for row in body]
-    if frames != list(range(len(body))):
+    if any(len(row) != len(header) for row in body):
+        raise PredictionError(f"{path}: every row must have the header's {len(header)} columns")
+    try:
+        table = np.array(body, dtype=np.float64).reshape(len(body), len(header))
+    except ValueError as exc:
+        raise PredictionError(f"{path}: a cell is not a number ({exc})") from exc
+    if not np.array_equal(table[:, 0], np.arange(len(body))):
         raise PredictionError(f"{path}: frames must be 0..{len(body) - 1} in order, one row each")
     out = {}
     for name, spec in tasks.items():
         columns = spec.prediction_columns
         if not set(columns) <= set(header):
             continue
-        index = [header.index(c) for c in columns]
-        values = np.array([[row[i] for i in index] for row in body], dtype=np.float64).reshape(len(body), -1)
-        if name == "va":
-            out[name] = values.astype(np.float32)
-        else:
-            out[name] = values.astype(np.int64)[:, 0] if name == "expr" else values.astype(np.int64)
+        values = table[:, [header.index(c) for c in columns]]
+        out[name] = _checked(path, name, spec, values)
     if not out:
         raise PredictionError(f"{path}: no columns of the tasks {list(tasks)} (header {header})")
     return out
+
+
+def _checked(path: Path, name: str, spec: TaskSpec, values: np.ndarray) -> np.ndarray:
+    """(T, C) values as the task's decisions, range-checked: VA finite, EXPR a class index, AU 0/1."""
+    if name == "va":
+        if not np.isfinite(values).all():
+            raise PredictionError(f"{path}: valence/arousal must be finite numbers")
+        return values.astype(np.float32)
+    if not np.array_equal(values, np.round(values)):
+        raise PredictionError(f"{path}: {name} columns must hold integers")
+    decisions = values.astype(np.int64)
+    upper = spec.n_outputs if name == "expr" else 2
+    if decisions.size and (decisions.min() < 0 or decisions.max() >= upper):
+        raise PredictionError(f"{path}: {name} values must lie in 0..{upper - 1}")
+    return decisions[:, 0] if name == "expr" else decisions

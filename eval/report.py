@@ -249,7 +249,9 @@ def _va_section(out_dir, task, videos, predictions, labels, masks, metrics, fram
         series = {}
         for video in chosen:
             pred, gold = timeline_series(predictions[video]["va"], labels[video]["va"], masks[video]["va"], task)
-            x = np.asarray(frame_time[video], dtype=np.float64) if frame_time else np.arange(len(pred))
+            times = (frame_time or {}).get(video)
+            x = np.asarray(times, dtype=np.float64) if times is not None and len(times) == len(pred) \
+                else np.arange(len(pred))
             series[video] = (x, pred, gold)
         plot_va_timelines(out_dir / VA_TIMELINES, series, per_video, "time (s)" if frame_time else "frame")
         lines += [f"![VA timelines]({VA_TIMELINES})", "",

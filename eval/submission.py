@@ -13,6 +13,7 @@ row; a longer one is trimmed from the end; both are logged.
 from __future__ import annotations
 
 import logging
+import shutil
 from collections.abc import Mapping
 from pathlib import Path
 
@@ -53,7 +54,12 @@ def format_rows(task: TaskSpec, rows: np.ndarray) -> list[str]:
 def write_submission(predictions: Mapping[str, Mapping[str, np.ndarray]], tasks: Mapping[str, TaskSpec],
                      n_frames: Mapping[str, int], out_dir: Path) -> list[Path]:
     """Write ``out_dir/<challenge folder>/<video>.txt`` for every video and task; ``n_frames`` is each video's frame
-    count (the length the organisers expect). Returns the files written."""
+    count (the length the organisers expect; a listed video without predictions is warned about). The folder is
+    emptied first, so it holds exactly this submission. Returns the files written."""
+    for video_id in sorted(set(n_frames) - set(predictions)):
+        LOG.warning("submission: no prediction for %s: no file written for it", video_id)
+    if out_dir.exists():
+        shutil.rmtree(out_dir)
     written = []
     for video_id, by_task in sorted(predictions.items()):
         for name, rows in by_task.items():

@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from eval.evaluate import evaluate_folder, evaluate_run
+from eval.evaluate import evaluate_folder, evaluate_run, fuse_folds
 from eval.fusion import box_smooth, ccc_centering, majority_vote
 from eval.report import EXPR_CONFUSION, VA_TIMELINES
 from eval.submission import fit_length, write_submission
@@ -120,3 +120,52 @@ def test_python_m_eval_writes_metrics_report_and_images(two_fold_run, tmp_path):
     assert done.returncode == 0, done.stderr[-3000:]
     assert json.loads((tmp_path / "e" / "metrics.json").read_text())["overall"] == pytest.approx(
         folder.metrics["overall"])
+
+
+def test_box_smoothing_keeps_the_length_of_short_videos():
+    for n_frames in (1, 5, 10, 15, 40):
+        x = np.linspace(-1, 1, n_frames)
+        assert box_smooth(x).shape == (n_frames,)
+        assert ccc_centering(np.stack([x, x / 2]), pre_smooth=True, post_smooth=True).shape == (n_frames,)
+    np.testing.assert_allclose(box_smooth(np.arange(5.0), 3), [0.5, 1, 2, 3, 3.5])
+
+
+def test_fused_va_is_ccc_centering_of_each_dimension_and_classes_are_voted():
+    rng = np.random.default_rng(1)
+    folds = [{"v": {"va": rng.uniform(-1, 1, (30, 2)).astype(np.float32), "expr": rng.integers(0, 8, 30)}}
+             for _ in range(3)]
+    fused = fuse_folds(folds, {"va": va_task(), "expr": expr_task()})
+    for d in (0, 1):
+        np.testing.assert_allclose(fused["v"]["va"][:, d], ccc_centering(np.stack([f["v"]["va"][:, d] for f in folds])),
+                                   atol=1e-6)
+    np.testing.assert_array_equal(fused["v"]["expr"], majority_vote(np.stack([f["v"]["expr"] for f in folds]), 8))
+
+
+def write_predictions(folder: Path, video_id: str, rows) -> None:
+    folder.mkdir(parents=True, exist_ok=True)
+    with (folder / f"{video_id}.csv").open("w", newline="") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(["frame", "valence", "arousal"])
+        writer.writerows([i, *row] for i, row in enumerate(rows))
+
+
+def test_a_folder_is_scored_only_on_frames_its_labels_really_hold(tmp_path):
+    labels = tmp_path / "labels.csv"
+    labels.write_text("video,frame,valence,arousal\n" + "".join(f"v,{i},{i / 10:.1f},0.5\n" for i in range(8)))
+    write_predictions(tmp_path / "pred", "v", [(i / 10, 0.5 - i / 20) for i in range(10)])  # 2 frames more
+    evaluation = evaluate_folder(tmp_path / "pred", str(labels))
+    assert evaluation.metrics["frames_scored"] == {"va": 8}
+    assert evaluation.metrics["overall"]["valence"] == pytest.approx(1.0)
+
+
+def test_bad_inputs_are_one_line_errors(tmp_path):
+    labels = tmp_path / "labels.csv"
+    labels.write_text("video,frame,valence,arousal\nv,0,0.1,0.2\nv,1,0.2,0.3\n")
+    write_predictions(tmp_path / "pred", "v", [("0.1", "x"), ("0.2", "0.3")])
+    cases = [(["--pred", str(tmp_path / "pred"), "--labels", str(labels)], "is not a number"),
+             (["--pred", str(tmp_path / "pred")], "needs --labels"),
+             (["--pred", str(tmp_path / "empty"), "--labels", str(labels)], "no prediction files"),
+             (["--run", str(tmp_path / "no_run")], "no config.json")]
+    for argv, message in cases:
+        done = subprocess.run([sys.executable, "-m", "eval", *argv], capture_output=True, text=True, timeout=300)
+        assert done.returncode == 2 and message in done.stderr and "Traceback" not in done.stderr, done.stderr

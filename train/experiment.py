@@ -23,6 +23,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from eval.metrics import mean_scores
 from features_store import FeatureStore
 from train.features import StoreFeatures, Standardiser
 from train.folds import Fold, make_folds
@@ -33,7 +34,7 @@ from train.models import DEFAULT_MODEL, build_model, count_parameters, model_con
 from train.plots import training_curve
 from train.predict import predict_frames, write_prediction_csvs
 from train.pseudo_labels import filter_inconsistent, fit_va_histograms, pseudo_va
-from train.tasks import TaskSpec
+from train.tasks import TaskSpec, tasks_to_json
 from train.windows import WindowConfig
 
 LOG = logging.getLogger("affectsync.train")
@@ -160,7 +161,7 @@ class Experiment:
         summaries = [self.train_fold(fold) for fold in self.folds]
         if len(self.folds) > 1:
             summary = {"folds": [{"fold": f.index, **s} for f, s in zip(self.folds, summaries)],
-                       "final": {role: _mean([s[role] for s in summaries]) for role in ("train", "val")}}
+                       "final": {role: mean_scores([s[role] for s in summaries]) for role in ("train", "val")}}
             (self.run_dir / "metrics.json").write_text(json.dumps(summary, indent=2))
         return self.run_dir
 
@@ -202,8 +203,7 @@ class Experiment:
             "features": self.features.features,
             "modalities": self.features.modalities,
             "modality_dims": self.features.modality_dims,
-            "tasks": {name: {"columns": list(spec.columns), "protocol": spec.protocol}
-                      for name, spec in self.tasks.items()},
+            "tasks": tasks_to_json(self.tasks),
             "model": model_config_dict(result.model),
             "parameters": count_parameters(result.model),
             "window": dataclasses.asdict(self.config.window),
@@ -225,8 +225,3 @@ class Experiment:
         predictions = predict_frames(result.model, self.features, self.video_ids, self.config.window, self.device,
                                      self.config.optim.batch_size)
         write_prediction_csvs(predictions, self.tasks, out / "predictions")
-
-
-def _mean(scores: Sequence[Mapping[str, float]]) -> dict[str, float]:
-    keys = sorted({k for s in scores for k in s})
-    return {k: float(np.mean([s[k] for s in scores if k in s])) for k in keys}

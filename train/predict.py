@@ -20,7 +20,7 @@ from tqdm import tqdm
 from features_store import FeatureStore
 from train.features import FeatureError, Standardiser, StoreFeatures
 from train.models import build_model
-from train.tasks import TASK_ORDER, TaskSpec
+from train.tasks import TASK_ORDER, TaskSpec, tasks_from_json
 from train.windows import WindowBatches, WindowConfig
 
 AU_THRESHOLD = 0.5
@@ -102,14 +102,16 @@ def write_prediction_csvs(predictions: Mapping[str, Mapping[str, np.ndarray]], t
     return written
 
 
-def model_dirs(run_dir: Path) -> list[Path]:
-    """The model directories of a run: the run itself (one fold) or its ``fold<k>`` folders."""
-    if (run_dir / "model.pt").is_file():
+def model_dirs(run_dir: Path, marker: str = "model.pt") -> list[Path]:
+    """The model directories of a run: the run itself (one fold) or its ``fold<k>`` folders, those holding
+    ``marker``, in fold order."""
+    if (run_dir / marker).is_file():
         return [run_dir]
-    folds = sorted((p for p in run_dir.iterdir() if re.fullmatch(r"fold\d+", p.name) and (p / "model.pt").is_file()),
+    folds = sorted((p for p in run_dir.iterdir() if re.fullmatch(r"fold\d+", p.name) and (p / marker).is_file()),
                    key=lambda p: int(p.name[4:])) if run_dir.is_dir() else []
     if not folds:
-        raise FileNotFoundError(f"{run_dir}: no model.pt here or in fold*/ (is it a run directory of python -m train?)")
+        raise FileNotFoundError(f"{run_dir}: no {marker} here or in fold*/ (is it a run directory of python -m "
+                                f"train?)")
     return folds
 
 
@@ -117,7 +119,7 @@ def load_trained(model_dir: Path, device: torch.device) -> tuple[torch.nn.Module
                                                                   Standardiser]:
     """The model of ``model_dir`` (weights loaded with ``weights_only=True``), its config, tasks and standardiser."""
     config = json.loads((model_dir / "config.json").read_text())
-    tasks = {name: TaskSpec(name, tuple(spec["columns"]), spec["protocol"]) for name, spec in config["tasks"].items()}
+    tasks = tasks_from_json(config["tasks"])
     model_config = config["model"]
     model = build_model(model_config["name"], model_config["modality_dims"], list(tasks.values()),
                         **model_config["config"])

@@ -77,3 +77,13 @@ def au_task(protocol: Protocol = "abaw2022") -> TaskSpec:
 
 
 TASK_ORDER = ("va", "expr", "au")
+
+
+def tasks_to_json(tasks: dict[str, TaskSpec]) -> dict[str, dict]:
+    """Task specs as written in a run's ``config.json``: name -> {"columns": [...], "protocol": ...}."""
+    return {name: {"columns": list(spec.columns), "protocol": spec.protocol} for name, spec in tasks.items()}
+
+
+def tasks_from_json(data: dict[str, dict]) -> dict[str, TaskSpec]:
+    """The inverse of :func:`tasks_to_json`."""
+    return {name: TaskSpec(name, tuple(spec["columns"]), spec["protocol"]) for name, spec in data.items()}
