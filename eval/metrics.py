@@ -55,6 +55,14 @@ def _f1(tp: np.ndarray, fp: np.ndarray, fn: np.ndarray) -> np.ndarray:
     return np.divide(2.0 * tp, denominator, out=np.zeros(np.shape(tp), np.float64), where=denominator > 0)
 
 
+def _criterion(protocol: str, abaw2020_weights: tuple[float, float], f1: float, accuracy: float) -> float:
+    """The challenge criterion: weighted F1 and accuracy under ``abaw2020``, the F1 alone from ABAW3 on."""
+    if protocol == "abaw2020":
+        f1_weight, accuracy_weight = abaw2020_weights
+        return float(f1_weight * f1 + accuracy_weight * accuracy)
+    return float(f1)
+
+
 def ccc(pred: Any, gold: Any) -> float:
     """Concordance correlation coefficient of two (N,) series of the same unit (e.g. valence in [-1, 1]).
 
@@ -116,12 +124,7 @@ def expr_score(pred: Any, gold: Any, protocol: Protocol, *, n_classes: int = 8) 
     fn = np.array([np.sum((p != c) & (g == c)) for c in classes])
     f1 = float(np.mean(_f1(tp, fp, fn)))
     accuracy = float(np.mean(p == g))
-    if protocol == "abaw2020":
-        f1_weight, accuracy_weight = EXPR_WEIGHTS_ABAW2020
-        score = f1_weight * f1 + accuracy_weight * accuracy
-    else:
-        score = f1
-    return {"f1": f1, "accuracy": accuracy, "score": float(score)}
+    return {"f1": f1, "accuracy": accuracy, "score": _criterion(protocol, EXPR_WEIGHTS_ABAW2020, f1, accuracy)}
 
 
 def au_score(pred: Any, gold: Any, protocol: Protocol) -> dict[str, Any]:
@@ -146,12 +149,8 @@ def au_score(pred: Any, gold: Any, protocol: Protocol) -> dict[str, Any]:
     f1_per_au = _f1(tp, fp, fn)
     f1 = float(np.mean(f1_per_au))
     accuracy = float(np.mean(p == g))
-    if protocol == "abaw2020":
-        f1_weight, accuracy_weight = AU_WEIGHTS_ABAW2020
-        score = f1_weight * f1 + accuracy_weight * accuracy
-    else:
-        score = f1
-    return {"f1_per_au": [float(x) for x in f1_per_au], "f1": f1, "accuracy": accuracy, "score": float(score)}
+    return {"f1_per_au": [float(x) for x in f1_per_au], "f1": f1, "accuracy": accuracy,
+            "score": _criterion(protocol, AU_WEIGHTS_ABAW2020, f1, accuracy)}
 
 
 def _valid_rows(video: str, gold: np.ndarray, valid: Mapping[str, Any] | None, task: TaskSpec | None) -> np.ndarray:
