@@ -188,7 +188,8 @@ def fit(model: torch.nn.Module, data: FoldData, window: WindowConfig, optim: Opt
                 counts[key] = counts.get(key, 0) + 1
         predictions = predict_frames(model, data.features, selection_ids, window, device, optim.batch_size)
         selection = score(predictions, data.labels, selection_masks, data.tasks, selection_ids)
-        objective = selection.get("objective", -sums.get("loss", 0.0))
+        mean_loss = sums.get("loss", 0.0) / max(counts.get("loss", 0), 1)
+        objective = selection.get("objective", -mean_loss)  # nothing to score: the lower the loss the better
         if step >= warmup_steps:
             plateau.step(objective)
         record = {"epoch": epoch + 1, "train_loss": {k: sums[k] / counts[k] for k in sums},
