@@ -1,0 +1,104 @@
+"""Face detection (MTCNN from its wheel) on real media, the IoU tracker and subject selection."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from extract.faces.detect import FrameFaces, MtcnnDetector
+from extract.faces.track import iou, subject, track_faces
+from extract.ingest import decode_video
+from media_factory import write_video
+
+SAMPLES = Path(__file__).resolve().parents[1] / "samples"
+
+
+def rgb_frames(path: Path) -> list[np.ndarray]:
+    """Every decoded frame of ``path`` as (H, W, 3) uint8 RGB, through the project's own ingest."""
+    frames = []
+    decode_video(path, frame_sink=lambda index, time_s, frame: frames.append(frame.to_ndarray(format="rgb24")))
+    return frames
+
+
+def detect_all(detector: MtcnnDetector, frames: list[np.ndarray]) -> list[FrameFaces]:
+    size = detector.batch_frames
+    return [faces for start in range(0, len(frames), size) for faces in detector.detect(frames[start:start + size])]
+
+
+@pytest.fixture(scope="module")
+def detector() -> MtcnnDetector:
+    return MtcnnDetector()
+
+
+@pytest.fixture(scope="module")
+def crema_frames() -> list[np.ndarray]:
+    return rgb_frames(SAMPLES / "crema_d_1001_DFA_concat.mp4")
+
+
+@pytest.fixture(scope="module")
+def grid_frames() -> list[np.ndarray]:
+    return rgb_frames(SAMPLES / "grid_id2_vcd_swwp2s.mpg")
+
+
+def test_one_face_is_found_in_nearly_every_sample_frame(detector, crema_frames, grid_frames):
+    for frames in (crema_frames, grid_frames):
+        faces = detect_all(detector, frames)
+        found = np.mean([len(f) >= 1 for f in faces])
+        assert found >= 0.98, found
+        height, width = frames[0].shape[:2]
+        for f in faces:
+            if len(f):
+                box = f.boxes[np.argmax(f.scores)]
+                assert 0 <= box[0] < box[2] <= width + 2 and 0 <= box[1] < box[3] <= height + 2
+                eyes = f.landmarks5[np.argmax(f.scores), :2]
+                assert np.all((eyes >= box[:2]) & (eyes <= box[2:]))  # landmarks in source pixels, inside the box
+
+
+def test_the_shared_clips_have_a_face_in_nearly_every_frame(detector, shared_media):
+    clips = sorted((shared_media / "grid").glob("*.mpg")) + sorted((shared_media / "crema_d").glob("*.flv"))
+    assert len(clips) == 12
+    for clip in clips:
+        faces = detect_all(detector, rgb_frames(clip))
+        assert np.mean([len(f) >= 1 for f in faces]) >= 0.98, clip.name
+
+
+def test_a_video_without_a_face_has_no_detection_and_no_subject(detector, tmp_path):
+    frames = rgb_frames(write_video(tmp_path / "ramps.mp4", 40, size=(320, 240)))
+    faces = detect_all(detector, frames)
+    assert all(len(f) == 0 for f in faces)
+    chosen = subject(faces, track_faces(faces))
+    assert not chosen.valid.any() and not chosen.box.any()
+
+
+def test_two_people_keep_their_sides_without_identity_flips(detector, crema_frames, grid_frames):
+    """CREMA-D's speaker on the left, GRID's on the right (both real), side by side for 75 frames."""
+    frames = [np.concatenate([crema[:288, :360], grid], axis=1) for crema, grid in zip(crema_frames, grid_frames)]
+    faces = detect_all(detector, frames)
+    tracks = track_faces(faces)
+    assert sum(len(t.frames) >= 60 for t in tracks) == 2
+    half = frames[0].shape[1] / 2
+    for rule, on_left in (("left", True), ("right", False)):
+        chosen = subject(faces, tracks, rule)
+        assert chosen.valid.mean() >= 0.95
+        centres = (chosen.box[chosen.valid, 0] + chosen.box[chosen.valid, 2]) / 2
+        assert np.all((centres < half) == on_left), rule  # one person throughout: no flip to the other side
+    largest = subject(faces, tracks, "largest")
+    left = subject(faces, tracks, "left")
+    areas = lambda s: np.prod(s.box[s.valid, 2:] - s.box[s.valid, :2], axis=1).mean()  # noqa: E731
+    right = subject(faces, tracks, "right")
+    assert areas(largest) == max(areas(left), areas(right))
+
+
+def test_tracker_bridges_short_gaps_and_splits_far_jumps():
+    def frame(*boxes):
+        boxes = np.array(boxes, np.float32).reshape(-1, 4)
+        return FrameFaces(boxes, np.ones(len(boxes), np.float32), np.zeros((len(boxes), 5, 2), np.float32))
+    moving = [frame([10 + i, 10, 60 + i, 70]) for i in range(10)]
+    faces = moving[:4] + [frame()] * 3 + moving[7:] + [frame([300, 10, 350, 70])]
+    tracks = track_faces(faces, max_gap_frames=5)
+    assert [t.frames for t in tracks] == [[0, 1, 2, 3, 7, 8, 9], [10]]
+    assert track_faces(faces, max_gap_frames=2)[1].frames == [7, 8, 9]
+    np.testing.assert_allclose(iou(np.array([0, 0, 10, 10.]), np.array([[5, 0, 15, 10.], [20, 20, 30, 30.]])),
+                               [1 / 3, 0])
