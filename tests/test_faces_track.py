@@ -9,6 +9,7 @@ import pytest
 
 from extract.faces.align import align_crop, apply, similarity, template
 from extract.faces.detect import FrameFaces, MtcnnConfig, MtcnnDetector
+from extract.faces.landmarks import landmark_mask, landmarks68_in_crop
 from extract.faces.track import iou, subject, track_faces
 from extract.ingest import decode_video
 from media_factory import write_video
@@ -135,3 +136,24 @@ def test_aligned_crops_put_the_eyes_on_the_template(detector, crema_frames, grid
         assert len(eyes) >= 0.98 * len(crops)
         error = np.linalg.norm(eyes - template(112)[:2], axis=2)
         assert np.median(error) <= 5.0 and np.percentile(error, 95) <= 10.0, error
+
+
+def test_landmarks68_in_the_crop_and_the_tsav_mask(detector, crema_frames):
+    frames = crema_frames[::20]
+    faces = detect_all(detector, frames)
+    for frame, f in zip(frames, faces):
+        best = int(np.argmax(f.scores))
+        crop, matrix = align_crop(frame, f.landmarks5[best])
+        points = landmarks68_in_crop(frame, f.boxes[best], matrix)
+        assert points.shape == (68, 2) and points.dtype == np.float32
+        assert np.all((points[17:] > 0) & (points[17:] < 112))  # brows, eyes, nose, mouth inside the crop
+        assert np.all((points[:17] > -20) & (points[:17] < 140))  # the jaw line may run past ArcFace's tight crop
+        eyes = np.stack([points[36:42].mean(axis=0), points[42:48].mean(axis=0)])  # dlib's eyes, independent of MTCNN
+        assert np.linalg.norm(eyes - template(112)[:2], axis=1).max() <= 6.0
+        mask = landmark_mask(points)
+        assert mask.shape == (112, 112) and mask.dtype == np.uint8
+        levels = set(np.unique(mask).tolist())
+        assert {0, 63, 127, 159, 191, 223, 255} <= levels <= {0, 31, 63, 127, 159, 191, 223, 255}  # chin may be cut
+        assert (mask > 0).mean() < 0.1  # thin lines, not filled shapes
+    one_line = landmark_mask(np.tile(np.array([[10.0, 50.0]]), (68, 1)) + np.arange(68)[:, None] * [1.0, 0.0])
+    assert one_line[50, 58:70].tolist() == [255] * 12  # the mouth polyline 48..59 drawn at its grey level
