@@ -7,7 +7,7 @@ the same clock, so every window-based feature can be placed by ``frame_time``.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
@@ -247,6 +247,20 @@ def decode_video(path: str | Path, frame_sink: FrameSink | None = None) -> Decod
             declared_duration_s=_declared_duration_s(container, video_stream),
             declared_n_frames=video_stream.frames or None,
         )
+
+
+def iter_rgb_frames(path: str | Path) -> Iterator[np.ndarray]:
+    """The video's frames as (H, W, 3) uint8 RGB arrays, in decoding order: the same frames :func:`decode_video`
+    counts (video stream only, no audio), for a second pass by the visual extractors."""
+    path = Path(path)
+    try:
+        with av.open(str(path)) as container:
+            stream = container.streams.video[0]
+            stream.thread_type = "AUTO"
+            for frame in container.decode(stream):
+                yield frame.to_ndarray(format="rgb24")
+    except (av.FFmpegError, OSError, IndexError) as exc:
+        raise IngestError(path, f"decoding frames failed ({_cause(exc)})") from exc
 
 
 def _declared_duration_s(container: av.container.InputContainer, stream: av.video.stream.VideoStream) -> float | None:

@@ -17,6 +17,7 @@ def register(cls: type[Extractor]) -> type[Extractor]:
 
 def _load_builtin() -> None:
     import extract.audio  # noqa: F401  (registers the audio extractors)
+    import extract.faces.extractor  # noqa: F401  (registers the face extractors)
 
 
 def feature_names(offline_only: bool = False) -> list[str]:

@@ -12,6 +12,9 @@ from extract.faces.detect import FrameFaces, MtcnnConfig, MtcnnDetector
 from extract.faces.landmarks import landmark_mask, landmarks68_in_crop
 from extract.faces.track import iou, subject, track_faces
 from extract.ingest import decode_video
+from extract.run import run_extraction
+from features_store import FeatureStore
+from features_store.verify import verify_video
 from media_factory import write_video
 
 SAMPLES = Path(__file__).resolve().parents[1] / "samples"
@@ -157,3 +160,26 @@ def test_landmarks68_in_the_crop_and_the_tsav_mask(detector, crema_frames):
         assert (mask > 0).mean() < 0.1  # thin lines, not filled shapes
     one_line = landmark_mask(np.tile(np.array([[10.0, 50.0]]), (68, 1)) + np.arange(68)[:, None] * [1.0, 0.0])
     assert one_line[50, 58:70].tolist() == [255] * 12  # the mouth polyline 48..59 drawn at its grey level
+
+
+def test_face_crop_feature_in_the_sample_store(sample_store):
+    for video_id in sample_store.video_ids():
+        video = sample_store.video(video_id)
+        valid = video.read("face_valid")
+        assert valid.mean() >= 0.98, (video_id, valid.mean())
+        crops, boxes = video.read("face_crop"), video.read("face_box")
+        assert crops.shape == (video.n_frames, 112, 112, 3) and crops.dtype == np.uint8
+        assert video.array("face_crop").chunks[0] >= 28  # about 1 MB chunks along time
+        assert crops[valid].mean() > 40 and not crops[~valid].any() and not boxes[~valid].any()
+        assert video.read("landmarks68").shape == (video.n_frames, 68, 2)
+        assert dict(video.array("face_crop").attrs)["validity"] == "face_valid"
+
+
+def test_a_video_without_faces_completes_with_face_valid_all_false(tmp_path):
+    path = write_video(tmp_path / "no_face.mp4", 30, size=(320, 240))
+    report = run_extraction([path], str(tmp_path / "s.zarr"), ["face_crop"], progress=False)
+    assert not report.failed
+    video = FeatureStore(str(tmp_path / "s.zarr")).video("no_face")
+    assert video.complete and not video.read("face_valid").any()
+    assert not video.read("face_crop").any() and not video.read("face_mask").any()
+    assert verify_video(video) == []

@@ -65,12 +65,17 @@ class ExperimentConfig:
 
 
 def trainable_features(store: FeatureStore, video_ids: Sequence[str]) -> list[str]:
-    """Per-frame (T, D) features present in every one of ``video_ids`` (the default FEATURES)."""
+    """The default FEATURES: per-frame (T, D) features present in every one of ``video_ids`` that are an
+    extractor's main output (so ``face_box`` or ``landmarks68``, geometry beside ``face_crop``, are left out)."""
+    def main_feature(array) -> bool:
+        attrs = array.attrs
+        return bool(attrs.get("per_frame")) and array.ndim == 2 and (
+            (attrs.get("provenance") or {}).get("feature") == array.basename)
+
     common = None
     for vid in video_ids:
         video = store.video(vid)
-        names = {name for name in video.array_names()
-                 if video.array(name).attrs.get("per_frame") and video.array(name).ndim == 2}
+        names = {name for name in video.array_names() if main_feature(video.array(name))}
         common = names if common is None else common & names
     return sorted(common or ())
 
