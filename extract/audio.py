@@ -128,7 +128,7 @@ class LogMel(AudioExtractor):
     version = "1"
     config_class = LogMelConfig
 
-    def extract(self, video: DecodedVideo) -> dict[str, FeatureArray]:
+    def extract(self, video: DecodedVideo, inputs=None) -> dict[str, FeatureArray]:
         c = self.config
         window_samples = round(c.window_s * c.sample_rate_hz)
         per_frame = log_mel_at(timeline_audio(video), video.frame_time, window_samples, c.n_fft, c.n_mels)
@@ -162,7 +162,7 @@ class MfccMel(AudioExtractor):
     version = "1"
     config_class = MfccMelConfig
 
-    def extract(self, video: DecodedVideo) -> dict[str, FeatureArray]:
+    def extract(self, video: DecodedVideo, inputs=None) -> dict[str, FeatureArray]:
         c = self.config
         window_samples = max(2, round(c.segment_frames * video.frame_interval_s * c.sample_rate_hz))
         n_fft = 1 << (window_samples - 1).bit_length()
@@ -200,7 +200,7 @@ class Mel64(AudioExtractor):
     version = "1"
     config_class = Mel64Config
 
-    def extract(self, video: DecodedVideo) -> dict[str, FeatureArray]:
+    def extract(self, video: DecodedVideo, inputs=None) -> dict[str, FeatureArray]:
         c = self.config
         audio = timeline_audio(video)
         hop_s = round(c.hop_s * c.sample_rate_hz) / c.sample_rate_hz

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 from abc import ABC, abstractmethod
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from importlib import metadata
 from typing import Any, ClassVar
@@ -54,17 +55,27 @@ class Extractor(ABC):
     config_class: ClassVar[type]
     libraries: ClassVar[tuple[str, ...]] = ("numpy",)
     offline: ClassVar[bool] = True
+    requires: ClassVar[tuple[str, ...]] = ()
+    """Features whose stored arrays this one is computed from (run first, then handed over as ``inputs``)."""
 
     def __init__(self, config: Any | None = None):
         self.config = config if config is not None else self.config_class()
 
     @abstractmethod
-    def extract(self, video: DecodedVideo) -> dict[str, FeatureArray]:
-        """Compute this extractor's arrays for one decoded video, keyed by array name (the first is ``name``)."""
+    def extract(self, video: DecodedVideo, inputs: Mapping[str, Any] | None = None) -> dict[str, FeatureArray]:
+        """Compute this extractor's arrays for one decoded video, keyed by array name (the first is ``name``).
+
+        ``inputs`` holds the stored arrays named in ``requires`` (zarr arrays: read them in chunks), plus their
+        validity arrays, when the extractor builds on another one's output.
+        """
 
     def validity(self, video: DecodedVideo) -> dict[str, FeatureArray]:
         """The validity arrays of this extractor's modality (e.g. ``audio_valid``), shared by its features."""
         return {}
+
+    def weights_provenance(self) -> dict[str, Any] | None:
+        """The model weights used (file, sha256, source, license), or None for extractors without a model."""
+        return None
 
     def parameters(self) -> dict[str, Any]:
         return dataclasses.asdict(self.config)
@@ -76,6 +87,6 @@ class Extractor(ABC):
             "feature": self.name,
             "version": self.version,
             "parameters": self.parameters(),
-            "weights": None,
+            "weights": self.weights_provenance(),
             "libraries": library_versions("affectsync", *self.libraries),
         }

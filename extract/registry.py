@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 from extract.base import Extractor
 
 _REGISTRY: dict[str, type[Extractor]] = {}
@@ -18,12 +20,32 @@ def register(cls: type[Extractor]) -> type[Extractor]:
 def _load_builtin() -> None:
     import extract.audio  # noqa: F401  (registers the audio extractors)
     import extract.faces.extractor  # noqa: F401  (registers the face extractors)
+    import extract.faces.expression  # noqa: F401  (registers the face embeddings)
 
 
 def feature_names(offline_only: bool = False) -> list[str]:
     """Registered feature names, in registration order; ``offline_only`` keeps those needing no user weights."""
     _load_builtin()
     return [name for name, cls in _REGISTRY.items() if cls.offline or not offline_only]
+
+
+def with_requirements(names: Sequence[str]) -> list[str]:
+    """``names`` plus the features they are computed from, each requirement before the features needing it."""
+    _load_builtin()
+    ordered: list[str] = []
+
+    def add(name: str) -> None:
+        if name in ordered:
+            return
+        if name not in _REGISTRY:
+            raise ValueError(f"unknown feature {name!r}; known features: {', '.join(_REGISTRY)}")
+        for required in _REGISTRY[name].requires:
+            add(required)
+        ordered.append(name)
+
+    for name in names:
+        add(name)
+    return ordered
 
 
 def create(name: str) -> Extractor:

