@@ -21,6 +21,7 @@ def _load_builtin() -> None:
     import extract.audio  # noqa: F401  (registers the audio extractors)
     import extract.faces.extractor  # noqa: F401  (registers the face extractors)
     import extract.faces.expression  # noqa: F401  (registers the face embeddings)
+    import extract.faces.identity  # noqa: F401
 
 
 def feature_names(offline_only: bool = False) -> list[str]:

@@ -202,14 +202,11 @@ class Extraction:
 
     @staticmethod
     def _input_names(group, extractor: Extractor) -> list[str]:
-        """The stored arrays an extractor builds on: its required features and their validity arrays."""
-        names = []
-        for required in extractor.requires:
-            names.append(required)
-            validity = group.array(required).attrs.get("validity")
-            if validity:
-                names.append(validity)
-        return names
+        """The stored arrays an extractor builds on: every array its required features' extractors wrote."""
+        return [name for name in group.array_names()
+                if (group.array(name).attrs.get("provenance") or {}).get("feature") in extractor.requires
+                or any(group.array(required).attrs.get("validity") == name for required in extractor.requires
+                       if required in group.group)]
 
     def _features_to_compute(self, video_id: str, identity: dict[str, Any]) -> list[Extractor]:
         """The extractors whose arrays ``video_id`` lacks; clears partial or replaced groups first."""

