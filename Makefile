@@ -47,6 +47,7 @@ bench: $(INSTALLED)
 	@mkdir -p $(BENCH_OUT)
 	$(PY) -m bench.audio | tee $(BENCH_OUT)/audio.jsonl
 	$(PY) -m bench.train | tee $(BENCH_OUT)/train.jsonl
+	$(PY) -m bench.faces | tee $(BENCH_OUT)/faces.jsonl
 
 # TRAIN_ARGS passes any other option of `python -m train` (see `python -m train --help`).
 TRAIN_FLAGS = $(if $(FEATURES),--features $(FEATURES)) $(if $(TASKS),--tasks $(TASKS)) $(if $(MODEL),--model $(MODEL)) \

@@ -64,3 +64,12 @@ def test_identity_descriptors_tell_the_two_sample_speakers_apart(sample_store):
     same = max(np.linalg.norm(a - b) for a in crema for b in crema)
     different = min(np.linalg.norm(a - b) for a in crema for b in grid)
     assert same < 0.6 < different, (same, different)  # dlib's own same-person threshold
+
+
+def test_two_fer_extractors_load_in_one_process():
+    """Regression: Keras once refused the second load (two layers named global_average_pooling2d_1)."""
+    from extract.faces.expression import Fer
+
+    crops = np.full((2, 112, 112, 3), 128, np.uint8)
+    outputs = [Fer().extract(None, {"face_crop": crops, "face_valid": np.ones(2, bool)})["fer"].data for _ in range(2)]
+    np.testing.assert_allclose(outputs[0], outputs[1], atol=1e-6)

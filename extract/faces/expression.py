@@ -63,7 +63,8 @@ class Fer(Extractor):
         import keras
 
         model = keras.models.load_model(FER_WEIGHTS.path(), compile=False)
-        pooled = keras.layers.GlobalAveragePooling2D()(model.get_layer(PENULTIMATE_LAYER).output)
+        pooled = keras.layers.GlobalAveragePooling2D(name="affectsync_penultimate_pool")(
+            model.get_layer(PENULTIMATE_LAYER).output)
         return model, keras.Model(model.input, [model.output, pooled])
 
     def weights_provenance(self) -> dict[str, Any]:
