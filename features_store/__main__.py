@@ -1,4 +1,5 @@
-"""CLI: ``python -m features_store {info,verify,ls} STORE``; needs only zarr and numpy, never the extractors."""
+"""CLI: ``python -m features_store {info,verify,ls,show} STORE``; needs only zarr and numpy (``show``: matplotlib),
+never the extractors."""
 
 from __future__ import annotations
 
@@ -47,6 +48,18 @@ def _ls(store: FeatureStore) -> int:
     return 0
 
 
+def _show(store: FeatureStore, video_id: str, out: str) -> int:
+    from pathlib import Path
+
+    from features_store.show import contact_sheet
+    try:
+        print(contact_sheet(store.video(video_id), Path(out)))
+    except StoreError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m features_store", description="Inspect and check a feature store.")
     commands = parser.add_subparsers(dest="command", required=True)
@@ -55,6 +68,10 @@ def main(argv: list[str] | None = None) -> int:
     info.add_argument("--json", action="store_true", help="machine-readable output")
     commands.add_parser("verify", help="check every video group; non-zero exit on any inconsistency").add_argument("store")
     commands.add_parser("ls", help="one line per video: id, T, state, arrays").add_argument("store")
+    show = commands.add_parser("show", help="contact sheet of a video's faces over time (PNG)")
+    show.add_argument("store")
+    show.add_argument("video")
+    show.add_argument("--out", required=True, help="PNG file to write")
     args = parser.parse_args(argv)
     try:
         store = FeatureStore(args.store, mode="r")
@@ -63,6 +80,8 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     if args.command == "info":
         return _info(store, args.json)
+    if args.command == "show":
+        return _show(store, args.video, args.out)
     return _verify(store) if args.command == "verify" else _ls(store)
 
 

@@ -73,3 +73,15 @@ def test_two_fer_extractors_load_in_one_process():
     crops = np.full((2, 112, 112, 3), 128, np.uint8)
     outputs = [Fer().extract(None, {"face_crop": crops, "face_valid": np.ones(2, bool)})["fer"].data for _ in range(2)]
     np.testing.assert_allclose(outputs[0], outputs[1], atol=1e-6)
+
+
+def test_features_store_show_draws_a_contact_sheet(sample_store, tmp_path):
+    import matplotlib.image
+
+    from features_store.__main__ import main
+
+    out = tmp_path / "sheet.png"
+    assert main(["show", sample_store.location, "crema_d_1001_DFA_concat", "--out", str(out)]) == 0
+    image = matplotlib.image.imread(out)
+    assert image.shape[1] > 1000 and image.shape[0] > 250 and image[..., :3].std() > 0.1
+    assert main(["show", sample_store.location, "no_such_video", "--out", str(out)]) == 2
