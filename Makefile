@@ -14,6 +14,7 @@ TASKS ?=
 MODEL ?=
 FOLDS ?=
 NAME ?=
+SUBJECT ?=
 RUN ?=
 PRED ?=
 BENCH_OUT ?= bench/results
@@ -36,7 +37,7 @@ $(INSTALLED): pyproject.toml requirements/lock.txt requirements/nodeps.txt
 	touch $@
 
 extract: $(INSTALLED)
-	$(PY) -m extract $(VIDEOS) --store $(STORE) $(if $(FEATURES),--features $(FEATURES))
+	$(PY) -m extract $(VIDEOS) --store $(STORE) $(if $(FEATURES),--features $(FEATURES)) $(if $(SUBJECT),--subject $(SUBJECT))
 	$(PY) -m features_store info $(STORE)
 
 test: $(INSTALLED)

@@ -21,6 +21,9 @@ def main(argv: list[str] | None = None) -> int:
                         help=f"comma-separated feature names (default: every offline one: {','.join(offline)})")
     parser.add_argument("--overwrite", action="store_true",
                         help="replace features extracted with other parameters, or groups from another source file")
+    parser.add_argument("--subject", choices=("largest", "left", "right"), default="largest",
+                        help="whose face: the largest (groups <video>), or the left/right person of two-person videos "
+                             "(groups <video>_left / <video>_right)")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
     parser.add_argument("--list-features", action="store_true", help="print the known feature names and exit")
     args = parser.parse_args(argv)
@@ -32,7 +35,7 @@ def main(argv: list[str] | None = None) -> int:
     features = [name.strip() for name in args.features.split(",") if name.strip()]
     try:
         report = run_extraction(args.inputs, args.store, features, overwrite=args.overwrite,
-                                progress=not args.no_progress)
+                                progress=not args.no_progress, subject=args.subject)
     except (VideoIdCollision, ValueError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2

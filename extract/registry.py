@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Sequence
 
 from extract.base import Extractor
@@ -49,9 +50,12 @@ def with_requirements(names: Sequence[str]) -> list[str]:
     return ordered
 
 
-def create(name: str) -> Extractor:
-    """An extractor with its default config for feature ``name``; ValueError lists the known names."""
+def create(name: str, **settings) -> Extractor:
+    """An extractor for feature ``name`` with its default config, except ``settings`` for the config fields it has
+    (e.g. ``subject`` for the face features); ValueError lists the known names."""
     _load_builtin()
     if name not in _REGISTRY:
         raise ValueError(f"unknown feature {name!r}; known features: {', '.join(_REGISTRY)}")
-    return _REGISTRY[name]()
+    cls = _REGISTRY[name]
+    fields = {f.name for f in dataclasses.fields(cls.config_class)}
+    return cls(cls.config_class(**{key: value for key, value in settings.items() if key in fields}))

@@ -127,16 +127,20 @@ def _same_recipe(stored: dict[str, Any] | None, extractor: Extractor) -> bool:
 class Extraction:
     """Extracts a fixed list of features into one store; :meth:`run` takes the videos."""
 
-    def __init__(self, store: FeatureStore, extractors: Sequence[Extractor], overwrite: bool = False):
+    def __init__(self, store: FeatureStore, extractors: Sequence[Extractor], overwrite: bool = False,
+                 subject: str = "largest"):
         self.store = store
         self.extractors = list(extractors)
         self.overwrite = overwrite
+        self.subject = subject
 
     def run(self, paths: Sequence[Path], progress: bool = True,
             report_failure: Callable[[str], None] | None = None) -> RunReport:
         """Extract every video; a failure becomes one line (file and cause) and the others still complete."""
         report_failure = report_failure or (lambda line: tqdm.write(line, file=sys.stderr))
         ids = assign_video_ids(paths)
+        if self.subject != "largest":  # Aff-Wild2's two-person videos: <video>_left / <video>_right groups
+            ids = {f"{video_id}_{self.subject}": path for video_id, path in ids.items()}
         report = RunReport()
         self.store.begin_writing(_now_utc())
         bar = tqdm(ids.items(), desc="extract", unit="video", disable=not progress, file=sys.stderr)
@@ -164,7 +168,8 @@ class Extraction:
         video = decode_video(path)
         is_new = video_id not in self.store
         if is_new:
-            group = self.store.create_video(video_id, {**video_attributes(video, identity), "created_utc": _now_utc()})
+            group = self.store.create_video(video_id, {**video_attributes(video, identity), "subject": self.subject,
+                                                       "created_utc": _now_utc()})
         else:
             group = self.store.video(video_id)
             group.set_complete(False)  # adding features: the group is partial until they are all written
@@ -244,10 +249,13 @@ class Extraction:
 
 
 def run_extraction(inputs: Sequence[str | Path], store_location: str, features: Sequence[str],
-                   overwrite: bool = False, progress: bool = True) -> RunReport:
-    """Extract ``features`` from the videos in ``inputs`` (files or directories) into the store."""
-    extractors = [registry.create(name) for name in registry.with_requirements(features)]
+                   overwrite: bool = False, progress: bool = True, subject: str = "largest") -> RunReport:
+    """Extract ``features`` from the videos in ``inputs`` (files or directories) into the store.
+
+    ``subject`` picks the person the face features describe: ``largest`` (groups ``<video>``), or ``left`` /
+    ``right`` (groups ``<video>_left`` / ``<video>_right``, as Aff-Wild2's annotation files name them)."""
+    extractors = [registry.create(name, subject=subject) for name in registry.with_requirements(features)]
     paths = discover_videos(inputs)
     assign_video_ids(paths)  # collisions stop the run before the store is touched
     store = FeatureStore(store_location, mode="a")
-    return Extraction(store, extractors, overwrite).run(paths, progress=progress)
+    return Extraction(store, extractors, overwrite, subject).run(paths, progress=progress)

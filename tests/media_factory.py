@@ -77,3 +77,17 @@ def decoded_frame_times(path: Path) -> list[float]:
     """Presentation times of every frame PyAV decodes from ``path`` (an independent reading for the tests)."""
     with av.open(str(path)) as container:
         return [float(frame.time) for frame in container.decode(video=0)]
+
+
+def write_frames(path: Path, frames: list[np.ndarray], fps: Fraction = Fraction(25)) -> Path:
+    """Write (H, W, 3) uint8 RGB ``frames`` (even H and W) as an H.264 video at ``fps``, no audio."""
+    height, width = frames[0].shape[:2]
+    with av.open(str(path), "w") as container:
+        stream = container.add_stream("libx264", rate=fps)
+        stream.width, stream.height, stream.pix_fmt = width, height, "yuv420p"
+        for i, pixels in enumerate(frames):
+            frame = av.VideoFrame.from_ndarray(np.ascontiguousarray(pixels), format="rgb24")
+            frame.pts = i
+            container.mux(stream.encode(frame))
+        container.mux(stream.encode(None))
+    return path

@@ -15,7 +15,7 @@ from extract.ingest import decode_video
 from extract.run import run_extraction
 from features_store import FeatureStore
 from features_store.verify import verify_video
-from media_factory import write_video
+from media_factory import write_frames, write_video
 
 SAMPLES = Path(__file__).resolve().parents[1] / "samples"
 
@@ -183,3 +183,23 @@ def test_a_video_without_faces_completes_with_face_valid_all_false(tmp_path):
     assert video.complete and not video.read("face_valid").any()
     assert not video.read("face_crop").any() and not video.read("face_mask").any()
     assert verify_video(video) == []
+
+
+def test_two_person_video_extracts_left_and_right_groups(crema_frames, grid_frames, tmp_path):
+    frames = [np.concatenate([crema[:288, :360], grid], axis=1) for crema, grid in zip(crema_frames, grid_frames)]
+    video = write_frames(tmp_path / "two people.mp4", frames)
+    store = str(tmp_path / "two.zarr")
+    for rule in ("left", "right", "largest"):
+        assert not run_extraction([video], store, ["face_crop"], progress=False, subject=rule).failed
+    opened = FeatureStore(store)
+    assert opened.video_ids() == ["two_people", "two_people_left", "two_people_right"]
+    half = frames[0].shape[1] / 2
+    for video_id, on_left in (("two_people_left", True), ("two_people_right", False)):
+        group = opened.video(video_id)
+        assert group.attrs["subject"] == video_id.rsplit("_", 1)[1]
+        valid, box = group.read("face_valid"), group.read("face_box")
+        assert valid.mean() >= 0.95 and np.all(((box[valid, 0] + box[valid, 2]) / 2 < half) == on_left)
+    largest = opened.video("two_people")
+    centres = (largest.read("face_box")[:, 0] + largest.read("face_box")[:, 2]) / 2
+    sides = centres[largest.read("face_valid")] < half
+    assert sides.all() or not sides.any()  # one person throughout, no identity flip
