@@ -207,11 +207,12 @@ class Extraction:
 
     @staticmethod
     def _input_names(group, extractor: Extractor) -> list[str]:
-        """The stored arrays an extractor builds on: every array its required features' extractors wrote."""
+        """The stored arrays an extractor builds on: those its required features' ``extract`` wrote (their provenance
+        names the feature; ``face_valid`` is one of them)."""
+        if not extractor.requires:
+            return []
         return [name for name in group.array_names()
-                if (group.array(name).attrs.get("provenance") or {}).get("feature") in extractor.requires
-                or any(group.array(required).attrs.get("validity") == name for required in extractor.requires
-                       if required in group.group)]
+                if (group.array(name).attrs.get("provenance") or {}).get("feature") in extractor.requires]
 
     def _features_to_compute(self, video_id: str, identity: dict[str, Any]) -> list[Extractor]:
         """The extractors whose arrays ``video_id`` lacks; clears partial or replaced groups first."""
