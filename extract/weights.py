@@ -7,6 +7,7 @@ the provenance of every array computed with them.
 from __future__ import annotations
 
 import hashlib
+import warnings
 from dataclasses import dataclass
 from functools import lru_cache
 from importlib import resources
@@ -38,7 +39,9 @@ class PackagedWeights:
 
     def path(self) -> Path:
         try:
-            path = Path(str(resources.files(self.package) / self.relative_path))
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")  # e.g. face_recognition_models imports the deprecated pkg_resources
+                path = Path(str(resources.files(self.package) / self.relative_path))
         except ModuleNotFoundError as exc:
             raise WeightsError(f"{self.relative_path}: the package {self.package!r} that ships it is not installed "
                                f"(make install)") from exc

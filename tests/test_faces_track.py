@@ -172,7 +172,11 @@ def test_face_crop_feature_in_the_sample_store(sample_store):
         assert video.array("face_crop").chunks[0] >= 28  # about 1 MB chunks along time
         assert crops[valid].mean() > 40 and not crops[~valid].any() and not boxes[~valid].any()
         assert video.read("landmarks68").shape == (video.n_frames, 68, 2)
-        assert dict(video.array("face_crop").attrs)["validity"] == "face_valid"
+        attrs = dict(video.array("face_crop").attrs)
+        assert attrs["validity"] == "face_valid"
+        weights = attrs["provenance"]["weights"]
+        assert [w["file"] for w in weights["detector"]] == ["pnet.pt", "rnet.pt", "onet.pt"]
+        assert len(weights["landmarks"]["sha256"]) == 64
 
 
 def test_a_video_without_faces_completes_with_face_valid_all_false(tmp_path):

@@ -25,6 +25,13 @@ from extract.faces.landmarks import MASK_PARTS, landmark_mask, landmarks68_in_cr
 from extract.faces.track import SubjectRule, subject, track_faces
 from extract.ingest import DecodedVideo, IngestError, iter_rgb_frames
 from extract.registry import register
+from extract.weights import PackagedWeights
+
+MTCNN_WEIGHTS = tuple(PackagedWeights("facenet_pytorch", f"data/{net}.pt", source="facenet-pytorch 2.6.0 wheel (MTCNN, "
+                                      "Zhang et al. 2016)", license="MIT") for net in ("pnet", "rnet", "onet"))
+LANDMARKS_WEIGHTS = PackagedWeights("face_recognition_models", "models/shape_predictor_68_face_landmarks.dat",
+                                    source="face_recognition_models 0.3.0 wheel (dlib, iBUG 300-W)",
+                                    license="package MIT; iBUG 300-W annotations: research use")
 
 
 @dataclass(frozen=True)
@@ -61,6 +68,10 @@ class FaceCrop(Extractor):
             self._detector = MtcnnDetector(MtcnnConfig(subsample=c.subsample, min_face_px=c.min_face_px,
                                                        batch_frames=c.detect_batch_frames))
         return self._detector
+
+    def weights_provenance(self) -> dict:
+        return {"detector": [bundle.provenance() for bundle in MTCNN_WEIGHTS],
+                "landmarks": LANDMARKS_WEIGHTS.provenance()}
 
     def parameters(self) -> dict:
         return {**super().parameters(), "detector": "MTCNN (facenet-pytorch, weights from its wheel)",
