@@ -21,7 +21,7 @@ import numpy as np
 from extract.base import Extractor, FeatureArray
 from extract.faces.align import align_crop, template
 from extract.faces.detect import FrameFaces, MtcnnConfig, MtcnnDetector
-from extract.faces.landmarks import MASK_PARTS, landmark_mask, landmarks68_in_crop
+from extract.faces.landmarks import LANDMARKS_WEIGHTS, MASK_PARTS, landmark_mask, landmarks68_in_crop
 from extract.faces.track import SubjectRule, subject, track_faces
 from extract.ingest import DecodedVideo, IngestError, iter_rgb_frames
 from extract.registry import register
@@ -29,9 +29,6 @@ from extract.weights import PackagedWeights
 
 MTCNN_WEIGHTS = tuple(PackagedWeights("facenet_pytorch", f"data/{net}.pt", source="facenet-pytorch 2.6.0 wheel (MTCNN, "
                                       "Zhang et al. 2016)", license="MIT") for net in ("pnet", "rnet", "onet"))
-LANDMARKS_WEIGHTS = PackagedWeights("face_recognition_models", "models/shape_predictor_68_face_landmarks.dat",
-                                    source="face_recognition_models 0.3.0 wheel (dlib, iBUG 300-W)",
-                                    license="package MIT; iBUG 300-W annotations: research use")
 
 
 @dataclass(frozen=True)

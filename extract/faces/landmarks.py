@@ -7,13 +7,13 @@ crop's similarity matrix, so ``landmarks68`` is in crop pixels. :func:`landmark_
 
 from __future__ import annotations
 
-import warnings
 from functools import lru_cache
 
 import numpy as np
 from PIL import Image, ImageDraw
 
 from extract.faces.align import apply
+from extract.weights import PackagedWeights
 
 MASK_PARTS = (  # (first point, last point, closed, grey level), dlib's 68-point numbering
     (48, 59, True, 255),   # mouth, outer contour
@@ -26,14 +26,16 @@ MASK_PARTS = (  # (first point, last point, closed, grey level), dlib's 68-point
 )
 
 
+LANDMARKS_WEIGHTS = PackagedWeights("face_recognition_models", "models/shape_predictor_68_face_landmarks.dat",
+                                    source="face_recognition_models 0.3.0 wheel (dlib, iBUG 300-W)",
+                                    license="package MIT; iBUG 300-W annotations: research use")
+
+
 @lru_cache(maxsize=1)
 def shape_predictor():
     """dlib's 68-point shape predictor from the face_recognition_models wheel (loaded once per process)."""
     import dlib
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")  # face_recognition_models imports the deprecated pkg_resources
-        import face_recognition_models
-    return dlib.shape_predictor(face_recognition_models.pose_predictor_model_location())
+    return dlib.shape_predictor(str(LANDMARKS_WEIGHTS.path()))
 
 
 def landmarks68(frame: np.ndarray, box: np.ndarray) -> np.ndarray:
