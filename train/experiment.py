@@ -32,7 +32,7 @@ from train.losses import LossConfig, au_pos_weight
 from train.loop import FoldData, OptimConfig, TrainResult, fit, pick_device, seed_everything
 from train.models import DEFAULT_MODEL, build_model, count_parameters, model_config_dict
 from train.plots import training_curve
-from train.predict import predict_frames, write_prediction_csvs
+from train.predict import write_prediction_csvs
 from train.pseudo_labels import filter_inconsistent, fit_va_histograms, pseudo_va
 from train.tasks import TaskSpec, tasks_to_json
 from train.windows import WindowConfig
@@ -227,6 +227,4 @@ class Experiment:
         (out / "metrics.json").write_text(json.dumps(metrics, indent=2))
         training_curve(result.epochs, result.best_epoch, out / "training_curve.png",
                        f"{self.config.model} on {'+'.join(self.features.features)} (fold {fold.index})")
-        predictions = predict_frames(result.model, self.features, self.video_ids, self.config.window, self.device,
-                                     self.config.optim.batch_size)
-        write_prediction_csvs(predictions, self.tasks, out / "predictions")
+        write_prediction_csvs(result.predictions, self.tasks, out / "predictions")

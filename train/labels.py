@@ -29,7 +29,7 @@ from __future__ import annotations
 import csv
 import logging
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -273,13 +273,7 @@ def _read_annotation(path: Path, spec: TaskSpec) -> np.ndarray:
         index = next(index for index, row in enumerate(rows) if not _all_numbers(row))
         raise LabelError(f"{path}: line {index + 2} (frame {index}) holds {rows[index].strip()}, "
                          "which are not all numbers") from None
-    if spec.name == "expr":
-        values = values[:, 0]
-    bad = _first_bad_row(spec, values)
-    if bad is not None:
-        raise LabelError(f"{path}: line {bad + 2} (frame {bad}) holds {rows[bad].strip()}, expected "
-                         f"{_describe_coding(spec)}")
-    return _coded(spec, values)
+    return _checked(path, spec, values, lambda bad, _: f"line {bad + 2} (frame {bad}) holds {rows[bad].strip()}")
 
 
 def _all_numbers(row: str) -> bool:
@@ -332,7 +326,7 @@ def _load_csv(path: Path, tasks: Sequence[str] | None, column_map: dict[str, str
                 raise LabelError(f"{path}: video {video} is on lines {video_rows[0][0]} and {video_rows[1][0]}; a "
                                  "CSV without a frame column holds one row per video")
             line, _, values = video_rows[0]
-            label_set.labels[video] = {task: _checked(path, [line], spec, [values[task]])
+            label_set.labels[video] = {task: _checked(path, spec, [values[task]], _csv_where([line], spec))
                                        for task, spec in specs.items()}
             label_set.per_clip.add(video)
     return label_set
@@ -411,15 +405,20 @@ def _parse_cell(spec: TaskSpec, text: str, path: Path, line: int, column: str) -
                      f"{'a class index or expression name' if spec.name == 'expr' else 'a number'}{known}")
 
 
-def _checked(path: Path, lines: Sequence[int], spec: TaskSpec, rows: list[list[float]]) -> np.ndarray:
-    """Rows of one task's values checked against its coding and turned into its array."""
+def _csv_where(lines: Sequence[int], spec: TaskSpec) -> Callable[[int, np.ndarray], str]:
+    """Where a bad CSV row is: its line and the values it holds."""
+    return lambda bad, value: f"line {lines[bad]}: {spec.name} value(s) {value.tolist()}"
+
+
+def _checked(path: Path, spec: TaskSpec, rows, where: Callable[[int, np.ndarray], str]) -> np.ndarray:
+    """Rows of one task's values checked against its coding and turned into its array; ``where(row, values)`` says
+    where a bad row is in the file, for the error."""
     values = np.asarray(rows, np.float64).reshape(len(rows), -1)
     if spec.name == "expr":
         values = values[:, 0]
     bad = _first_bad_row(spec, values)
     if bad is not None:
-        raise LabelError(f"{path}: line {lines[bad]}: {spec.name} value(s) {values[bad].tolist()}, expected "
-                         f"{_describe_coding(spec)}")
+        raise LabelError(f"{path}: {where(bad, values[bad])}, expected {_describe_coding(spec)}")
     return _coded(spec, values)
 
 
@@ -436,7 +435,7 @@ def _per_frame_arrays(path: Path, video: str, rows: list[tuple[int, int | None, 
     arrays = {}
     for task, spec in specs.items():
         array = spec.empty(int(frames.max()) + 1)
-        array[frames] = _checked(path, lines, spec, [values[task] for _, _, values in rows])
+        array[frames] = _checked(path, spec, [values[task] for _, _, values in rows], _csv_where(lines, spec))
         arrays[task] = array
     return arrays
 

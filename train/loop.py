@@ -77,6 +77,8 @@ class TrainResult:
     epochs: list[dict[str, Any]] = field(default_factory=list)
     final: dict[str, dict[str, float]] = field(default_factory=dict)
     best_epoch: int = 0
+    predictions: dict[str, dict[str, np.ndarray]] = field(default_factory=dict)
+    """video id -> task -> per-frame outputs of the restored model for every video of the fold"""
 
 
 def seed_everything(seed: int) -> None:
@@ -208,10 +210,11 @@ def fit(model: torch.nn.Module, data: FoldData, window: WindowConfig, optim: Opt
     bar.close()
     if best_state is not None:
         model.load_state_dict(best_state)
+    # one pass over every video of the fold gives the final scores and the predictions the run keeps
+    result.predictions = predict_frames(model, data.features, sorted(set(data.train_ids) | set(data.val_ids)), window,
+                                        device, optim.batch_size)
     result.final = {
-        "train": score(predict_frames(model, data.features, data.train_ids, window, device, optim.batch_size),
-                       data.labels, data.train_masks, data.tasks, data.train_ids),
-        "val": score(predict_frames(model, data.features, data.val_ids, window, device, optim.batch_size),
-                     data.labels, data.val_masks, data.tasks, data.val_ids) if data.val_ids else {},
+        "train": score(result.predictions, data.labels, data.train_masks, data.tasks, data.train_ids),
+        "val": score(result.predictions, data.labels, data.val_masks, data.tasks, data.val_ids) if data.val_ids else {},
     }
     return result
