@@ -15,6 +15,8 @@ MODEL ?=
 FOLDS ?=
 NAME ?=
 SUBJECT ?=
+MODELS ?=
+EXTRACT_ARGS ?=
 RUN ?=
 PRED ?=
 BENCH_OUT ?= bench/results
@@ -37,7 +39,8 @@ $(INSTALLED): pyproject.toml requirements/lock.txt requirements/nodeps.txt
 	touch $@
 
 extract: $(INSTALLED)
-	$(PY) -m extract $(VIDEOS) --store $(STORE) $(if $(FEATURES),--features $(FEATURES)) $(if $(SUBJECT),--subject $(SUBJECT))
+	$(PY) -m extract $(VIDEOS) --store $(STORE) $(if $(FEATURES),--features $(FEATURES)) $(if $(SUBJECT),--subject $(SUBJECT)) \
+		$(if $(MODELS),--models $(MODELS)) $(EXTRACT_ARGS)
 	$(PY) -m features_store info $(STORE)
 
 test: $(INSTALLED)

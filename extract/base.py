@@ -12,11 +12,13 @@ from abc import ABC, abstractmethod
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from importlib import metadata
+from pathlib import Path
 from typing import Any, ClassVar
 
 import numpy as np
 
 from extract.ingest import DecodedVideo
+from extract.weights import WeightsBundle, models_search_path
 
 
 @dataclass(frozen=True)
@@ -58,8 +60,10 @@ class Extractor(ABC):
     requires: ClassVar[tuple[str, ...]] = ()
     """Features whose stored arrays this one is computed from (run first, then handed over as ``inputs``)."""
 
-    def __init__(self, config: Any | None = None):
+    def __init__(self, config: Any | None = None, models_dir: str | Path | None = None):
         self.config = config if config is not None else self.config_class()
+        self.models_search_path = models_search_path(models_dir)
+        """Folders searched for user weights (``--models DIR``, ``$AFFECTSYNC_MODELS``, ``models/``)."""
 
     @abstractmethod
     def extract(self, video: DecodedVideo, inputs: Mapping[str, Any] | None = None) -> dict[str, FeatureArray]:
@@ -73,9 +77,23 @@ class Extractor(ABC):
         """The validity arrays of this extractor's modality (e.g. ``audio_valid``), shared by its features."""
         return {}
 
+    def weights(self) -> dict[str, WeightsBundle]:
+        """The weights files this extractor loads, by role (e.g. ``{"model": ...}``); empty without a model."""
+        return {}
+
+    def check_weights(self) -> None:
+        """Resolve every weights file now: :class:`~extract.weights.WeightsError` names a missing one and where to
+        put it, before any video is touched."""
+        for bundle in self.weights().values():
+            bundle.path(self.models_search_path)
+
     def weights_provenance(self) -> dict[str, Any] | None:
-        """The model weights used (file, sha256, source, license), or None for extractors without a model."""
-        return None
+        """The model weights used (file, sha256, source, license), by role when there are several; None without
+        a model."""
+        provenance = {role: bundle.provenance(self.models_search_path) for role, bundle in self.weights().items()}
+        if len(provenance) == 1:
+            return next(iter(provenance.values()))
+        return provenance or None
 
     def parameters(self) -> dict[str, Any]:
         return dataclasses.asdict(self.config)

@@ -11,7 +11,7 @@ import datetime as dt
 import hashlib
 import re
 import sys
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -249,13 +249,35 @@ class Extraction:
         group.write(name, array.data, {**array.attrs, "per_frame": array.per_frame, "provenance": provenance})
 
 
+def create_extractors(features: Sequence[str], subject: str = "largest", models_dir: str | Path | None = None,
+                      settings: Mapping[str, Mapping[str, Any]] | None = None) -> list[Extractor]:
+    """The extractors for ``features`` and the features they build on, in running order, configured with
+    ``settings`` (feature -> {config field: value}, from ``--set``), with every weights file resolved: a missing one
+    raises :class:`~extract.weights.WeightsError` (naming the file and where to put it) before any video is
+    touched."""
+    names = registry.with_requirements(features)
+    settings = settings or {}
+    stray = set(settings) - set(names)
+    if stray:
+        raise ValueError(f"settings given for {', '.join(sorted(stray))}, which this run does not extract")
+    extractors = [registry.create(name, models_dir=models_dir, overrides=settings.get(name), subject=subject)
+                  for name in names]
+    for extractor in extractors:
+        extractor.check_weights()
+    return extractors
+
+
 def run_extraction(inputs: Sequence[str | Path], store_location: str, features: Sequence[str],
-                   overwrite: bool = False, progress: bool = True, subject: str = "largest") -> RunReport:
+                   overwrite: bool = False, progress: bool = True, subject: str = "largest",
+                   models_dir: str | Path | None = None,
+                   settings: Mapping[str, Mapping[str, Any]] | None = None) -> RunReport:
     """Extract ``features`` from the videos in ``inputs`` (files or directories) into the store.
 
     ``subject`` picks the person the face features describe: ``largest`` (groups ``<video>``), or ``left`` /
-    ``right`` (groups ``<video>_left`` / ``<video>_right``, as Aff-Wild2's annotation files name them)."""
-    extractors = [registry.create(name, subject=subject) for name in registry.with_requirements(features)]
+    ``right`` (groups ``<video>_left`` / ``<video>_right``, as Aff-Wild2's annotation files name them).
+    ``models_dir`` is searched first for weights users bring (then ``$AFFECTSYNC_MODELS``, then ``models/``);
+    ``settings`` sets config fields per feature (``{"face_crop": {"crop_size_px": 128}}``)."""
+    extractors = create_extractors(features, subject, models_dir, settings)
     paths = discover_videos(inputs)
     assign_video_ids(paths)  # collisions stop the run before the store is touched
     store = FeatureStore(store_location, mode="a")

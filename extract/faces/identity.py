@@ -66,8 +66,8 @@ class Identity(Extractor):
         import dlib
         return dlib.face_recognition_model_v1(str(IDENTITY_WEIGHTS.path()))
 
-    def weights_provenance(self) -> dict[str, Any]:
-        return IDENTITY_WEIGHTS.provenance()
+    def weights(self) -> dict:
+        return {"model": IDENTITY_WEIGHTS}
 
     def descriptor(self, crop: np.ndarray, points68: np.ndarray) -> np.ndarray:
         """128-d descriptor of one aligned crop from its 68 landmarks (crop pixels)."""
