@@ -1,7 +1,7 @@
 """Benchmark: the visual stages' speed on the 480x360 CREMA-D sample, per stage and end to end, against decoding.
 
 Stages (frames/s): decode alone (RGB frames, the visual pass's own decoding), MTCNN detection on frames subsampled by
-2, alignment + dlib 68 landmarks + TSAV mask, ``fer`` on the crops, ``identity`` (per keyframe computed, and per frame
+2, shot-cut signatures, M3T landmark smoothing, alignment + dlib 68 landmarks + TSAV mask, ``fer`` on the crops, ``identity`` (per keyframe computed, and per frame
 once carried). End to end: ``python -m extract``'s path for the default visual features (face_crop, fer, identity)
 into a fresh store, including both decoding passes and the writes; the ratio to decode alone. Target on the 2-core CPU:
 at least 10 frames/s end to end. Prints JSON lines (``make bench``).
@@ -20,7 +20,9 @@ import numpy as np
 from extract.faces.align import align_crop
 from extract.faces.detect import MtcnnDetector
 from extract.faces.expression import Fer
-from extract.faces.identity import Identity
+from extract.faces.identity import Identity, face_descriptor
+from extract.faces.shots import frame_signature, shot_cuts
+from extract.faces.smoothing import smooth_landmarks
 from extract.faces.landmarks import landmark_mask, landmarks68_in_crop
 from extract.ingest import iter_rgb_frames
 from extract.run import run_extraction
@@ -54,6 +56,15 @@ def main() -> None:
     emit(bench="visual_stage", stage="detect_mtcnn_subsample2", frames_per_s=round(n_frames / detect_s, 1),
          frames_with_face=int(sum(len(f) > 0 for f in faces)))
 
+    cuts, shots_s = timed(lambda: shot_cuts(np.stack([frame_signature(frame) for frame in frames])))
+    emit(bench="visual_stage", stage="shot_cut_signatures", frames_per_s=round(n_frames / shots_s, 1),
+         cuts=int(cuts.sum()))
+    best = [int(np.argmax(f.scores)) for f in faces]
+    landmarks5 = np.stack([f.landmarks5[b] for f, b in zip(faces, best)])
+    boxes = np.stack([f.boxes[b] for f, b in zip(faces, best)])
+    _, smooth_s = timed(lambda: smooth_landmarks(landmarks5, boxes, np.zeros(n_frames, int)))
+    emit(bench="visual_stage", stage="landmark_smoothing", frames_per_s=round(n_frames / smooth_s, 1))
+
     def align_all():
         crops, points = [], []
         for frame, f in zip(frames, faces):
@@ -73,9 +84,8 @@ def main() -> None:
     emit(bench="visual_stage", stage="fer", frames_per_s=round(n_frames / fer_s, 1))
 
     identity = Identity()
-    identity.descriptor(crops[0], points[0])  # warm-up (model load)
-    _, one_s = timed(lambda: [identity.descriptor(crops[i], points[i]) for i in range(10)])
-    boxes = np.stack([f.boxes[int(np.argmax(f.scores))] for f in faces])
+    face_descriptor(crops[0], points[0])  # warm-up (model load)
+    _, one_s = timed(lambda: [face_descriptor(crops[i], points[i]) for i in range(10)])
     arrays = {"face_crop": crops, "face_valid": valid, "face_box": boxes, "landmarks68": points}
     _, identity_s = timed(lambda: identity.extract(None, arrays))
     emit(bench="visual_stage", stage="identity", ms_per_keyframe=round(one_s / 10 * 1000, 1),

@@ -227,10 +227,10 @@ class Extraction:
             self.store.delete_video(video_id)
             return self.extractors
         present = set(group.array_names())
-        todo = []
-        for extractor in self.extractors:
-            if extractor.name not in present:
-                todo.append(extractor)
+        todo: list[Extractor] = []
+        for extractor in self.extractors:  # requirements come first
+            if extractor.name not in present or set(extractor.requires) & {done.name for done in todo}:
+                todo.append(extractor)  # missing, or built on a feature being redone
             elif not _same_recipe(group.array(extractor.name).attrs.get("provenance"), extractor):
                 if self._may_overwrite(f"feature {extractor.name!r} exists with another version or parameters"):
                     todo.append(extractor)

@@ -177,6 +177,7 @@ def test_face_crop_feature_in_the_sample_store(sample_store):
         weights = attrs["provenance"]["weights"]
         assert [w["file"] for w in weights["detector"]] == ["pnet.pt", "rnet.pt", "onet.pt"]
         assert len(weights["landmarks"]["sha256"]) == 64
+        assert weights["reidentification"]["file"] == "dlib_face_recognition_resnet_model_v1.dat"
 
 
 def test_a_video_without_faces_completes_with_face_valid_all_false(tmp_path):

