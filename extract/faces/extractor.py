@@ -49,8 +49,9 @@ def describe_face(frame: np.ndarray, landmarks5: np.ndarray, box: np.ndarray) ->
 @dataclass(frozen=True)
 class FaceCropConfig:
     """Crop size in pixels (112, or 128 as M3T); detection (MTCNN on every ``subsample``-th pixel); tracking (IoU,
-gaps, shot cuts in grey levels); re-identification (tracks of at least ``reid_min_track_frames``, dlib distance);
-the subject rule; landmark smoothing (Gaussian sigma in frames, 0 = off; steady-box bound as a fraction of the box)."""
+    gaps, shot cuts in grey levels); re-identification (tracks of at least ``reid_min_track_frames``, dlib
+    distance); the subject rule; landmark smoothing (Gaussian sigma in frames, 0 = off; steady-box bound as a
+    fraction of the box size)."""
 
     crop_size_px: int = 112
     subsample: int = 2
