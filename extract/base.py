@@ -106,5 +106,6 @@ class Extractor(ABC):
             "version": self.version,
             "parameters": self.parameters(),
             "weights": self.weights_provenance(),
+            "requires": list(self.requires),
             "libraries": library_versions("affectsync", *self.libraries),
         }

@@ -189,6 +189,7 @@ class Extraction:
                 "description": "presentation time of each decoded frame, from the container timestamps",
                 "provenance": {"extractor": "decode_video", "version": INGEST_VERSION, "parameters": {},
                                "libraries": library_versions("affectsync", "av"), "created_utc": _now_utc()}})
+        self._drop_stale_dependants(group, {extractor.name for extractor in todo})
         validity_written: set[str] = set()
         for extractor in todo:
             provenance = {**extractor.provenance(), "created_utc": _now_utc()}
@@ -204,6 +205,29 @@ class Extraction:
         if problems:
             raise ExtractionError("written group failed its check: " + "; ".join(problems))
         group.set_complete(True)
+
+    @staticmethod
+    def _drop_stale_dependants(group, redone: set[str]) -> None:
+        """Delete the stored arrays of features built on a feature being redone (their provenance ``requires``),
+        unless they are redone too: ``fer`` must never outlive the crops it was computed from."""
+        provenance = {name: group.array(name).attrs.get("provenance") or {} for name in group.array_names()}
+        for p in provenance.values():  # arrays written before provenance named requirements: ask the registry
+            if "requires" not in p and p.get("feature"):
+                try:
+                    p["requires"] = list(registry.requirements_of(p["feature"]))
+                except ValueError:
+                    p["requires"] = []
+        stale: set[str] = set()
+        changed = True
+        while changed:  # dependants of dependants too
+            features = redone | {provenance[name].get("feature") for name in stale}
+            found = {name for name, p in provenance.items() if p.get("feature") not in redone
+                     and set(p.get("requires") or ()) & features}
+            changed = not found <= stale
+            stale |= found
+        for name in sorted(stale):
+            tqdm.write(f"{group.video_id}: removing {name!r}, computed from a feature being redone", file=sys.stderr)
+            group.delete(name)
 
     @staticmethod
     def _input_names(group, extractor: Extractor) -> list[str]:

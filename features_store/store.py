@@ -80,6 +80,10 @@ class VideoGroup:
             compressors=None, attributes=dict(attrs), overwrite=True)
         array[...] = data
 
+    def delete(self, name: str) -> None:
+        """Remove array ``name`` (e.g. a feature computed from data that was since replaced)."""
+        del self.group[name]
+
     def set_complete(self, complete: bool) -> None:
         self.group.attrs["complete"] = complete
 

@@ -17,6 +17,7 @@ from extract.faces.track import subject, track_faces
 from extract.ingest import decode_video, iter_rgb_frames
 from extract.run import run_extraction
 from features_store import FeatureStore
+from features_store.verify import verify_video
 from media_factory import write_frames
 
 SAMPLES = Path(__file__).resolve().parents[1] / "samples"
@@ -90,7 +91,8 @@ def test_128px_crops_put_the_face_on_the_scaled_template():
 
 
 def test_redoing_face_crop_redoes_the_features_built_on_it(tmp_path):
-    """128 px crops replacing 112 px ones (--overwrite) must not leave fer computed from the old crops."""
+    """128 px crops replacing 112 px ones (--overwrite) must not leave fer computed from the old crops: redone when
+    asked for in the same run, removed when not."""
     clip, store = SAMPLES / "grid_id2_vcd_swwp2s.mpg", str(tmp_path / "s.zarr")
     assert not run_extraction([clip], store, ["fer"], progress=False).failed
     before = dict(FeatureStore(store).video("grid_id2_vcd_swwp2s").array("fer").attrs)["provenance"]["created_utc"]
@@ -102,3 +104,9 @@ def test_redoing_face_crop_redoes_the_features_built_on_it(tmp_path):
     video = FeatureStore(store).video("grid_id2_vcd_swwp2s")
     assert video.read("face_crop").shape[1:] == (128, 128, 3)
     assert dict(video.array("fer").attrs)["provenance"]["created_utc"] > before
+    # redoing face_crop alone removes what was computed from the old crops, and the group still checks out
+    assert not run_extraction([clip], store, ["face_crop"], progress=False, overwrite=True).failed
+    video = FeatureStore(store).video("grid_id2_vcd_swwp2s")
+    assert video.read("face_crop").shape[1:] == (112, 112, 3) and video.complete
+    assert "fer" not in video.array_names() and "fer_features" not in video.array_names()
+    assert verify_video(video) == []
