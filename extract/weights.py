@@ -131,14 +131,13 @@ class UserWeights(_StatusFromPath):
     """A weights file the user brings, found by ``file_name`` in the models search path.
 
     ``source`` says where to get it, ``license`` under what terms; ``sha256``, when set, pins the published file
-    (another file of that name is refused); ``input`` describes what the model expects (for people, and the listing).
+    (another file of that name is refused).
     """
 
     file_name: str
     source: str
     license: str
     sha256: str | None = None
-    input: str = ""
 
     def path(self, search_path: Sequence[Path] = ()) -> Path:
         search_path = tuple(search_path) or models_search_path()

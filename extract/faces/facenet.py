@@ -45,7 +45,7 @@ class Facenet(TorchFaceEmbedding):
         return {"model": UserWeights(
             self.config.weights_file, source="facenet-pytorch releases (github.com/timesler/facenet-pytorch/releases/"
             "download/v2.2.9/20180402-114759-vggface2.pt)", license="MIT (facenet-pytorch; weights from David "
-            "Sandberg's facenet, MIT), trained on VGGFace2", input=FACENET_INPUT.describe())}
+            "Sandberg's facenet, MIT), trained on VGGFace2")}
 
     def network(self, state_dict: dict[str, Any]):
         from facenet_pytorch.models.inception_resnet_v1 import InceptionResnetV1

@@ -100,13 +100,7 @@ class OnnxFaceModel(FaceEmbedding):
     def weights(self) -> dict:
         c = self.config
         return {"model": UserWeights(c.weights_file, source=c.source, license=c.license,
-                                     sha256=PUBLISHED_SHA256.get(c.weights_file), input=self._declared_input())}
-
-    def _declared_input(self) -> str:
-        c = self.config
-        size = f"{c.input_size_px} x {c.input_size_px}" if c.input_size_px else "size from the graph"
-        scale = f"(pixel - {list(c.mean)}) / {list(c.std)}" if c.mean is not None else "insightface's normalisation"
-        return f"{size} {c.colour_order}, {scale}, {c.layout}"
+                                     sha256=PUBLISHED_SHA256.get(c.weights_file))}
 
     @cached_property
     def session(self):

@@ -132,7 +132,7 @@ class Senet(TorchFaceEmbedding):
         return {"model": UserWeights(
             self.config.weights_file, source="VGGFace2-pytorch (github.com/cydonia999/VGGFace2-pytorch, SENet-50 "
             "'senet50_ft'), or your own SE-ResNet with its parameter names (.pkl of numpy arrays or torch state dict)",
-            license="VGGFace2 models: research use (see the VGGFace2 terms)", input=SENET_INPUT.describe())}
+            license="VGGFace2 models: research use (see the VGGFace2 terms)")}
 
     def network(self, state_dict: dict[str, Any]) -> SeNet:
         model = SeNet(SenetShape.of(state_dict))
