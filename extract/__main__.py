@@ -56,6 +56,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--set", action="append", default=[], metavar="FEATURE.FIELD=VALUE",
                         help="set one config field of a feature, e.g. face_crop.crop_size_px=128 (M3T's crops) or "
                              "iresnet.weights_file=w600k_r50.onnx; repeatable")
+    parser.add_argument("--asr", choices=("whisper", "vosk"),
+                        help="speech recogniser of `words` (default whisper: Whisper tiny.en, shipped)")
+    parser.add_argument("--asr-model", metavar="PATH",
+                        help="ASR model folder, a path or a folder name in the models folder: a CTranslate2 Whisper "
+                             "(e.g. faster-whisper-small) or, with --asr vosk, a Vosk model")
+    parser.add_argument("--bert-model", metavar="PATH",
+                        help="transformers BERT folder for `bert`, e.g. bert-base-uncased (default: the shipped "
+                             "6-layer MiniLM)")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
     parser.add_argument("--list-features", action="store_true", help="print the known feature names and exit")
     args = parser.parse_args(argv)
@@ -70,6 +78,10 @@ def main(argv: list[str] | None = None) -> int:
         for text in args.set:
             feature, field, value = registry.parse_setting(text)
             settings.setdefault(feature, {})[field] = value
+        for feature, field, value in (("words", "asr", args.asr), ("words", "asr_model", args.asr_model),
+                                      ("bert", "model", args.bert_model)):
+            if value is not None:
+                settings.setdefault(feature, {})[field] = value
         report = run_extraction(args.inputs, args.store, features, overwrite=args.overwrite,
                                 progress=not args.no_progress, subject=args.subject, models_dir=args.models,
                                 settings=settings)

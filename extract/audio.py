@@ -104,9 +104,10 @@ class AudioExtractor(Extractor):
         return rows
 
     def frame_feature(self, rows: np.ndarray, video: DecodedVideo, attrs: dict) -> dict[str, FeatureArray]:
-        """This extractor's per-frame array: invalid rows zeroed, tied to ``audio_valid``."""
+        """This extractor's per-frame array: invalid rows zeroed, tied to ``audio_valid`` (windows centred on the
+        frame time unless ``attrs`` says otherwise)."""
         return {self.name: FeatureArray(self.zero_invalid(rows, video), {
-            **attrs, "validity": "audio_valid", "window_placement": "centred on frame_time"})}
+            "window_placement": "centred on frame_time", **attrs, "validity": "audio_valid"})}
 
 
 @dataclass(frozen=True)

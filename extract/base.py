@@ -33,6 +33,14 @@ class FeatureArray:
     per_frame: bool = True
 
 
+@dataclass(frozen=True)
+class VideoAttribute:
+    """A JSON value an extractor stores as an attribute of the video's group (e.g. the ``words`` list), for data
+    that is not an array; the extractor's arrays carry its provenance."""
+
+    value: Any
+
+
 def library_versions(*distributions: str) -> dict[str, str]:
     """Installed versions of the named distributions (``"missing"`` when not installed)."""
     versions = {}
@@ -59,6 +67,14 @@ class Extractor(ABC):
     offline: ClassVar[bool] = True
     requires: ClassVar[tuple[str, ...]] = ()
     """Features whose stored arrays this one is computed from (run first, then handed over as ``inputs``)."""
+    video_attributes: ClassVar[tuple[str, ...]] = ()
+    """Names of the group attributes :meth:`extract` returns as :class:`VideoAttribute` (handed to dependants as
+    ``inputs`` too)."""
+
+    @property
+    def primary_array(self) -> str:
+        """The array whose presence and provenance say this feature is stored (its name, unless overridden)."""
+        return self.name
 
     def __init__(self, config: Any | None = None, models_dir: str | Path | None = None):
         self.config = config if config is not None else self.config_class()
@@ -66,11 +82,13 @@ class Extractor(ABC):
         """Folders searched for user weights (``--models DIR``, ``$AFFECTSYNC_MODELS``, ``models/``)."""
 
     @abstractmethod
-    def extract(self, video: DecodedVideo, inputs: Mapping[str, Any] | None = None) -> dict[str, FeatureArray]:
-        """Compute this extractor's arrays for one decoded video, keyed by array name (the first is ``name``).
+    def extract(self, video: DecodedVideo,
+                inputs: Mapping[str, Any] | None = None) -> dict[str, FeatureArray | VideoAttribute]:
+        """Compute this extractor's arrays for one decoded video, keyed by array name (the first is
+        :attr:`primary_array`), plus any group attributes it declares in ``video_attributes``.
 
-        ``inputs`` holds the stored arrays named in ``requires`` (zarr arrays: read them in chunks), plus their
-        validity arrays, when the extractor builds on another one's output.
+        ``inputs`` holds the stored arrays of the features named in ``requires`` (zarr arrays: read them in chunks),
+        their validity arrays and the group attributes they wrote, when the extractor builds on their output.
         """
 
     def validity(self, video: DecodedVideo) -> dict[str, FeatureArray]:

@@ -43,6 +43,9 @@ def _load_builtin() -> None:
     import extract.faces.senet  # noqa: F401  (the face embeddings whose weights users bring)
     import extract.faces.onnx_models  # noqa: F401  (iresnet, hsemotion and the onnx:<name> family)
     import extract.faces.facenet  # noqa: F401
+    import extract.speech.words  # noqa: F401  (words, bert, vggish)
+    import extract.speech.bert  # noqa: F401
+    import extract.speech.vggish  # noqa: F401
 
 
 def feature_names(offline_only: bool = False) -> list[str]:

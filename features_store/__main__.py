@@ -24,6 +24,8 @@ def _info(store: FeatureStore, as_json: bool) -> int:
               f"{video['width']}x{video['height']}  {video['fps']:.3f} fps  source {video['source']['name']}")
         if video["audio_reason"]:
             print(f"  audio: {video['audio_reason']}")
+        if video["n_words"] is not None:
+            print(f"  words: {video['n_words']} (group attribute 'words')")
         for name, array in video["arrays"].items():
             shape = "x".join(map(str, array["shape"]))
             print(f"  {name:<16} {shape:<14} {array['dtype']:<8} {array['extractor'] or ''}")

@@ -13,8 +13,9 @@ _VIDEO_ATTRS = ("width", "height", "fps", "fps_nominal", "fps_average", "duratio
 def describe_video(video: VideoGroup) -> dict[str, Any]:
     """One video: completeness, T, stream facts, source identity, every array, and features grouped by extractor.
 
-    ``features[name]`` describes the array ``name`` and lists the other arrays its extractor wrote
-    (e.g. ``mel64`` with ``mel64_time`` and ``mel64_row``).
+    ``features[name]`` describes the array ``name`` (or the feature's first array, e.g. ``word_index`` for ``words``)
+    and lists the other arrays its extractor wrote (e.g. ``mel64`` with ``mel64_time`` and ``mel64_row``);
+    ``n_words`` counts the ``words`` attribute (None without one).
     """
     attrs = video.attrs
     arrays: dict[str, Any] = {}
@@ -27,10 +28,9 @@ def describe_video(video: VideoGroup) -> dict[str, Any]:
         feature = provenance.get("feature")
         if feature is not None:
             features.setdefault(feature, {"arrays": []})["arrays"].append(name)
-    for feature, entry in features.items():
-        if feature in arrays:
-            array = video.array(feature)
-            entry.update(shape=list(array.shape), dtype=str(array.dtype), provenance=array.attrs.get("provenance"))
+    for feature, entry in features.items():  # a feature's own array, else its first (``words``: word_index)
+        array = video.array(feature if feature in arrays else entry["arrays"][0])
+        entry.update(shape=list(array.shape), dtype=str(array.dtype), provenance=array.attrs.get("provenance"))
     return {
         "video_id": video.video_id,
         "complete": attrs.get("complete") is True,
@@ -40,6 +40,7 @@ def describe_video(video: VideoGroup) -> dict[str, Any]:
                    "sha256": attrs.get("source_sha256")},
         "arrays": arrays,
         "features": features,
+        "n_words": len(attrs["words"]) if isinstance(attrs.get("words"), list) else None,
     }
 
 

@@ -84,6 +84,10 @@ class VideoGroup:
         """Remove array ``name`` (e.g. a feature computed from data that was since replaced)."""
         del self.group[name]
 
+    def set_attribute(self, name: str, value: Any) -> None:
+        """Set one JSON-serialisable group attribute (e.g. the ``words`` list)."""
+        self.group.attrs[name] = value
+
     def set_complete(self, complete: bool) -> None:
         self.group.attrs["complete"] = complete
 

@@ -2,7 +2,9 @@
 
 Array attributes that drive the checks (written by the extractors):
 ``per_frame`` (rows == T), ``time_axis`` (rows == rows of the named axis array), ``validity`` (name of the validity
-array whose False rows must be zeros), ``indexes`` (values are row indices into the named array), ``provenance``.
+array whose False rows must be zeros), ``indexes`` (values are row indices into the named array),
+``indexes_attribute`` (values index the named list attribute of the group, -1 for none; items with ``start`` and
+``end`` must span the frame time), ``provenance``.
 """
 
 from __future__ import annotations
@@ -35,7 +37,26 @@ def verify_video(video: VideoGroup, require_complete: bool = True) -> list[str]:
     arrays = {name: video.array(name) for name in names}
     for name, array in arrays.items():
         problems += [f"{name}: {p}" for p in _verify_array(name, array, arrays, n_frames)]
+        attribute = array.attrs.get("indexes_attribute")
+        if attribute is not None:
+            problems += [f"{name}: {p}" for p in _verify_attribute_index(array[...], attrs.get(attribute), attribute,
+                                                                         frame_time)]
     return problems
+
+
+def _verify_attribute_index(index: np.ndarray, items, attribute: str, frame_time: np.ndarray) -> list[str]:
+    """``index`` (T,) points into the group's list attribute ``items`` (-1: none); timed items span their frames."""
+    if not isinstance(items, list):
+        return [f"indexes the group attribute {attribute!r}, which is missing or not a list"]
+    if index.size and (index.min() < -1 or index.max() >= len(items)):
+        return [f"values outside -1..{len(items) - 1} (indices into {attribute!r})"]
+    if items and all(isinstance(item, dict) and {"start", "end"} <= item.keys() for item in items):
+        start = np.array([item["start"] for item in items] + [np.inf])[index]
+        end = np.array([item["end"] for item in items] + [-np.inf])[index]
+        used = index >= 0
+        if np.any(used & ~((start <= frame_time) & (frame_time < end))):
+            return [f"frames whose time lies outside the {attribute!r} item they point to"]
+    return []
 
 
 def _verify_array(name: str, array, arrays: dict, n_frames: int) -> list[str]:

