@@ -15,6 +15,7 @@ from pathlib import Path
 import numpy as np
 
 from extract import registry
+from extract.audio import AudioExtractor
 from extract.ingest import AudioTrack, DecodedVideo, decode_video
 from features_store.store import FeatureStore
 
@@ -59,6 +60,8 @@ def bench_decode() -> DecodedVideo:
 def bench_features(video: DecodedVideo) -> None:
     for name in registry.feature_names(offline_only=True):
         extractor = registry.create(name)
+        if not isinstance(extractor, AudioExtractor):  # face and speech features have their own benchmarks
+            continue
         extractor.extract(video)  # warm caches (filterbanks, imports)
         seconds = best_seconds(lambda: extractor.extract(video))
         emit(bench="audio_feature", feature=name, audio_s=video.audio.duration_s, seconds=round(seconds, 4),

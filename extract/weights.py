@@ -97,8 +97,9 @@ class _StatusFromPath:
         try:
             path = self.path(search_path)
         except WeightsError as exc:
-            return WeightsStatus(self.file_name, False, None, getattr(self, "sha256", None), self.source,
-                                 self.license, str(exc))
+            prefix = getattr(self, "sha256_prefix", None)
+            expected = getattr(self, "sha256", None) or (f"{prefix}..." if prefix else None)
+            return WeightsStatus(self.file_name, False, None, expected, self.source, self.license, str(exc))
         return WeightsStatus(path.name, True, str(path), file_sha256(path), self.source, self.license)
 
 

@@ -200,3 +200,20 @@ def test_missing_asr_model_folder_is_named(tmp_path, capsys):
     error = capsys.readouterr().err
     assert code == 2 and "vosk-model-small-en-us-0.15: model folder missing" in error and "alphacephei" in error
     assert not (tmp_path / "x.zarr").exists()
+
+
+def test_aligner_gives_up_cleanly_and_recovers(shared_media):
+    """Audio that cannot hold the words (silence, nothing) gives None, and the next utterance aligns as before:
+    LibriVox 0880 against the pocketsphinx alignment shipped with it (to about a frame)."""
+    import json
+
+    aligner = ForcedAligner()
+    words = [[w] for w in "he was not an ill disposed young man".split()]
+    assert aligner.align_utterance(np.zeros(0, np.float32), words) is None
+    assert aligner.align_utterance(np.zeros(1600, np.float32), words) is None
+    samples, _ = librosa.load(shared_media / "librivox" / "sense_and_sensibility_01_austen_64kb-0880.wav", sr=16_000)
+    spans = aligner.align_utterance(samples, words)
+    reference = [w["b"] for w in json.loads((shared_media / "librivox" /
+                                              "sense_and_sensibility_01_austen_64kb-0880.json").read_text())["w"]
+                 if w["t"] != "<sil>"]
+    np.testing.assert_allclose([span.start_s for span in spans], reference, atol=0.021)

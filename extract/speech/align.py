@@ -25,6 +25,8 @@ from extract.weights import PackagedWeights
 
 ALIGNER_FRAME_S = 0.01
 """pocketsphinx's frame: 10 ms."""
+MIN_UTTERANCE_S = 0.05
+"""Shorter audio is not aligned (pocketsphinx needs a few frames)."""
 
 POCKETSPHINX_EN_US = PackagedWeights(
     "pocketsphinx", "model/en-us/en-us/mdef",
@@ -93,16 +95,23 @@ class ForcedAligner:
     def align_utterance(self, samples: np.ndarray, spoken: Sequence[Sequence[str]]) -> list[AlignedSpan] | None:
         """Spans of each recognised word (given as its spoken form) in ``samples``, or None when alignment fails."""
         flat = [word for words in spoken for word in words]
+        if len(samples) < MIN_UTTERANCE_S * AUDIO_SAMPLE_RATE_HZ:
+            return None
         decoder = self._decoder
         pcm = (np.clip(samples, -1.0, 1.0) * 32767).astype("<i2").tobytes()
         try:
             decoder.set_align_text(" ".join(flat))
             decoder.start_utt()
-            decoder.process_raw(pcm, full_utt=True)
-            decoder.end_utt()
-            segments = [(re.sub(r"\(\d+\)$", "", s.word), s.start_frame, s.end_frame) for s in decoder.seg()]
-        except (RuntimeError, ValueError):
+            try:
+                decoder.process_raw(pcm, full_utt=True)
+            finally:
+                decoder.end_utt()
+            hypothesis = decoder.seg()  # None when no alignment reached the end of the audio
+        except (RuntimeError, ValueError, IndexError):
             return None
+        if hypothesis is None:
+            return None
+        segments = [(re.sub(r"\(\d+\)$", "", s.word), s.start_frame, s.end_frame) for s in hypothesis]
         aligned = [(start, end) for word, start, end in segments if word not in ("<sil>", "<s>", "</s>", "[NOISE]")]
         if len(aligned) != len(flat):
             return None
