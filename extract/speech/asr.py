@@ -26,6 +26,9 @@ import numpy as np
 from extract.ingest import AUDIO_SAMPLE_RATE_HZ
 from extract.weights import ModelFolder, PackagedWeights, WeightsBundle
 
+PROGRESS_AFTER_S = 60.0
+"""Audio at least this long shows a progress bar of the seconds transcribed."""
+
 
 @dataclass(frozen=True)
 class TimedWord:
@@ -124,15 +127,21 @@ class WhisperTranscriber(Transcriber):
                 "condition_on_previous_text": False}
 
     def transcribe(self, samples: np.ndarray) -> list[Segment]:
+        from tqdm import tqdm
+
         segments, _ = self._model.transcribe(
             np.ascontiguousarray(samples, dtype=np.float32), language=self.language, beam_size=self.beam_size,
             word_timestamps=True, vad_filter=self.vad_filter, condition_on_previous_text=False)
+        duration_s = len(samples) / AUDIO_SAMPLE_RATE_HZ
         result = []
-        for segment in segments:
-            words = tuple(TimedWord(w.word.strip(), float(w.start), float(w.end), float(w.probability))
-                          for w in segment.words or () if w.word.strip())
-            if words:
-                result.append(Segment(float(segment.start), float(segment.end), words))
+        with tqdm(total=round(duration_s), unit="s", desc="whisper", leave=False,
+                  disable=duration_s < PROGRESS_AFTER_S) as bar:  # segments arrive as they are decoded
+            for segment in segments:
+                words = tuple(TimedWord(w.word.strip(), float(w.start), float(w.end), float(w.probability))
+                              for w in segment.words or () if w.word.strip())
+                if words:
+                    result.append(Segment(float(segment.start), float(segment.end), words))
+                bar.update(max(0, round(segment.end) - bar.n))
         return result
 
 

@@ -104,9 +104,6 @@ class Words(Extractor):
     def libraries(self) -> tuple[str, ...]:
         return ("numpy", "av", *self.transcriber.libraries, *(("pocketsphinx", "num2words") if self.aligner else ()))
 
-    def validity(self, video: DecodedVideo) -> dict[str, FeatureArray]:
-        return {}  # word_valid comes with word_index from extract()
-
     def recognise(self, samples: np.ndarray, start_time_s: float = 0.0) -> list[dict[str, Any]]:
         """The ``words`` list for 16 kHz mono ``samples`` whose first sample is at ``start_time_s``."""
         segments = self.transcriber.transcribe(samples) if len(samples) else []
