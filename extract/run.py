@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import datetime as dt
 import hashlib
+import json
 import re
 import sys
 from collections.abc import Callable, Mapping, Sequence
@@ -45,6 +46,14 @@ class RunReport:
     skipped: list[str] = field(default_factory=list)
     failed: dict[str, str] = field(default_factory=dict)
 
+    def add(self, video_id: str, path: Path, outcome: str, cause: str | None,
+            report_failure: Callable[[str], None]) -> None:
+        if outcome == "failed":
+            self.failed[str(path)] = cause or "unknown failure"
+            report_failure(f"FAILED {path}: {cause}")
+        else:
+            (self.extracted if outcome == "extracted" else self.skipped).append(video_id)
+
 
 def discover_videos(inputs: Sequence[str | Path]) -> list[Path]:
     """Files named directly (whatever their suffix) plus video files found recursively under directories."""
@@ -74,6 +83,15 @@ def assign_video_ids(paths: Sequence[Path]) -> dict[str, Path]:
             raise VideoIdCollision(f"{ids[taken]} and {path} both map to video id {taken!r}; rename one of them")
         ids[taken] = path
     return ids
+
+
+def subject_video_ids(paths: Sequence[Path], subject: str) -> dict[str, Path]:
+    """Video id -> path as :func:`assign_video_ids`, with ``_left``/``_right`` appended for Aff-Wild2's two-person
+    videos when ``subject`` is left or right."""
+    ids = assign_video_ids(paths)
+    if subject == "largest":
+        return ids
+    return {f"{video_id}_{subject}": path for video_id, path in ids.items()}
 
 
 def file_identity(path: Path) -> dict[str, Any]:
@@ -138,24 +156,25 @@ class Extraction:
             report_failure: Callable[[str], None] | None = None) -> RunReport:
         """Extract every video; a failure becomes one line (file and cause) and the others still complete."""
         report_failure = report_failure or (lambda line: tqdm.write(line, file=sys.stderr))
-        ids = assign_video_ids(paths)
-        if self.subject != "largest":  # Aff-Wild2's two-person videos: <video>_left / <video>_right groups
-            ids = {f"{video_id}_{self.subject}": path for video_id, path in ids.items()}
+        ids = subject_video_ids(paths, self.subject)
         report = RunReport()
         self.store.begin_writing(_now_utc())
         bar = tqdm(ids.items(), desc="extract", unit="video", disable=not progress, file=sys.stderr)
         try:
             for video_id, path in bar:
                 bar.set_postfix_str(video_id)
-                try:
-                    (report.extracted if self.extract_one(video_id, path) else report.skipped).append(video_id)
-                except Exception as exc:  # one bad video must not stop the others  # noqa: BLE001
-                    cause = _describe_failure(exc)
-                    report.failed[str(path)] = cause
-                    report_failure(f"FAILED {path}: {cause}")
+                report.add(video_id, path, *self.try_one(video_id, path), report_failure)
         finally:
             self.store.consolidate()
         return report
+
+    def try_one(self, video_id: str, path: Path) -> tuple[str, str | None]:
+        """(``"extracted"``, ``"skipped"`` or ``"failed"``, the cause of a failure): one bad video must not stop
+        the others."""
+        try:
+            return ("extracted" if self.extract_one(video_id, path) else "skipped"), None
+        except Exception as exc:  # noqa: BLE001
+            return "failed", _describe_failure(exc)
 
     def extract_one(self, video_id: str, path: Path) -> bool:
         """Bring ``video_id`` up to date with the requested features; False when it already was (skipped)."""
@@ -301,15 +320,24 @@ def create_extractors(features: Sequence[str], subject: str = "largest", models_
 def run_extraction(inputs: Sequence[str | Path], store_location: str, features: Sequence[str],
                    overwrite: bool = False, progress: bool = True, subject: str = "largest",
                    models_dir: str | Path | None = None,
-                   settings: Mapping[str, Mapping[str, Any]] | None = None) -> RunReport:
+                   settings: Mapping[str, Mapping[str, Any]] | None = None,
+                   workers: int | None = None, scheduler: str | None = None) -> RunReport:
     """Extract ``features`` from the videos in ``inputs`` (files or directories) into the store.
 
     ``subject`` picks the person the face features describe: ``largest`` (groups ``<video>``), or ``left`` /
     ``right`` (groups ``<video>_left`` / ``<video>_right``, as Aff-Wild2's annotation files name them).
     ``models_dir`` is searched first for weights users bring (then ``$AFFECTSYNC_MODELS``, then ``models/``);
-    ``settings`` sets config fields per feature (``{"face_crop": {"crop_size_px": 128}}``)."""
+    ``settings`` sets config fields per feature (``{"face_crop": {"crop_size_px": 128}}``).
+    ``workers`` (a local cluster of that many processes) or ``scheduler`` (the address of a running dask cluster)
+    extract the videos in parallel, one task per video (:mod:`extract.distributed`); without them the run is serial."""
     extractors = create_extractors(features, subject, models_dir, settings)
     paths = discover_videos(inputs)
     assign_video_ids(paths)  # collisions stop the run before the store is touched
     store = FeatureStore(store_location, mode="a")
+    if workers or scheduler:
+        from extract.distributed import DistributedRecipe, run_distributed
+
+        recipe = DistributedRecipe(tuple(features), subject, None if models_dir is None else str(models_dir),
+                                   json.dumps(settings or {}, sort_keys=True), overwrite)
+        return run_distributed(paths, store, recipe, workers=workers, scheduler=scheduler, progress=progress)
     return Extraction(store, extractors, overwrite, subject).run(paths, progress=progress)
