@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import math
 import warnings
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import numpy as np
@@ -71,6 +71,12 @@ class VideoGroup:
     def read(self, name: str) -> np.ndarray:
         """The whole array ``name`` as a numpy array."""
         return self.array(name)[...]
+
+    def dask(self, name: str):
+        """Array ``name`` as a lazy dask array, one dask chunk per stored chunk (nothing read until computed)."""
+        import dask.array as da
+
+        return da.from_zarr(self.array(name))
 
     def write(self, name: str, data: np.ndarray, attrs: Mapping[str, Any]) -> None:
         """Write (or replace) array ``name`` with JSON-serialisable ``attrs``."""
@@ -125,6 +131,17 @@ class FeatureStore:
             if video.complete:
                 result[video_id] = video.n_frames
         return result
+
+    def dask(self, name: str, video_ids: Sequence[str] | None = None):
+        """Feature ``name`` of ``video_ids`` (default: every complete video that has it) as one lazy dask array,
+        rows of the videos one after another in that order: for statistics over a whole store."""
+        import dask.array as da
+
+        if video_ids is None:
+            video_ids = [v for v in self.complete_n_frames() if name in self.video(v).array_names()]
+        if not video_ids:
+            raise StoreError(f"{self.location}: no complete video has {name!r}")
+        return da.concatenate([self.video(video_id).dask(name) for video_id in video_ids], axis=0)
 
     def __contains__(self, video_id: str) -> bool:
         videos = self._videos()

@@ -140,3 +140,27 @@ def test_read_only_store_cannot_be_modified(sample_store):
         video.array("logmel")[0] = 0
     assert "extra" not in FeatureStore(sample_store.location).video(GRID).array_names()
     assert zarr.open_group(sample_store.location, mode="r")[f"videos/{GRID}"].attrs["complete"] is True
+
+
+def test_consumer_needs_no_extractors(sample_store):
+    """Open, verify, list and read (numpy and dask) in a fresh interpreter: no extractor, torch, PyAV or librosa is
+    imported on the way."""
+    import subprocess
+    import sys
+
+    script = f"""
+import sys, features_store
+from features_store.verify import verify_store
+store = features_store.open({sample_store.location!r})
+assert verify_store(store) == {{}}
+video = store.video({GRID!r})
+assert video.dask("logmel").shape == video.read("logmel").shape
+whole = store.dask("logmel")
+assert whole.shape[0] == sum(store.complete_n_frames().values())
+assert abs(float(whole.mean().compute()) - float(sum(store.video(v).read("logmel").sum() for v in store.video_ids())
+           / whole.size)) < 1e-3
+loaded = sorted({{m.split(".")[0] for m in sys.modules}} & {{"extract", "train", "torch", "av", "librosa", "transformers"}})
+print("LOADED", loaded)
+"""
+    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, check=True)
+    assert "LOADED []" in result.stdout, result.stdout + result.stderr

@@ -24,8 +24,6 @@ LOG = logging.getLogger("affectsync.train")
 
 RAM_FRACTION = 0.5
 """Features are held in RAM when raw plus standardised copies take at most this fraction of the available memory."""
-FIT_BLOCK_FRAMES = 8192
-"""Standardisation statistics are accumulated over blocks of this many frames (bounded memory on long videos)."""
 
 
 class FeatureError(ValueError):
@@ -147,22 +145,23 @@ class StoreFeatures:
         return cache[modality]
 
     def fit_standardiser(self, train_ids: Sequence[str]) -> Standardiser:
-        """Fit per-column mean/std on the valid frames of ``train_ids`` only, and use it from now on."""
+        """Fit per-column mean/std on the valid frames of ``train_ids`` only (a dask reduction over the stored
+        chunks, in float64), and use it from now on."""
+        import dask
+        import dask.array as da
+
         mean, std = {}, {}
         for modality, dim in self.modality_dims.items():
-            total = np.zeros(dim, np.float64)
-            total_sq = np.zeros(dim, np.float64)
-            count = 0
+            parts = []
             for vid in train_ids:
-                for start in range(0, self.n_frames[vid], FIT_BLOCK_FRAMES):
-                    frames = slice(start, start + FIT_BLOCK_FRAMES)
-                    rows = self._raw[vid][modality][frames] if self.in_memory else self._read(vid, modality, frames)
-                    rows = rows[self.valid(vid, modality)[frames]].astype(np.float64)
-                    total += rows.sum(axis=0)
-                    total_sq += np.square(rows).sum(axis=0)
-                    count += len(rows)
-            mu = total / max(count, 1)
-            var = np.maximum(total_sq / max(count, 1) - np.square(mu), 0.0)
+                video = self.store.video(vid)
+                rows = da.concatenate([video.dask(name) for name in self.modalities[modality]], axis=1)
+                parts.append(rows.astype(np.float64)[self.valid(vid, modality)])
+            rows = da.concatenate(parts, axis=0) if parts else da.zeros((0, dim))
+            total, total_sq = dask.compute(rows.sum(axis=0), np.square(rows).sum(axis=0))
+            count = max(sum(int(self.valid(vid, modality).sum()) for vid in train_ids), 1)
+            mu = total / count
+            var = np.maximum(total_sq / count - np.square(mu), 0.0)
             mean[modality] = mu.astype(np.float32)
             std[modality] = np.where(var > 1e-12, np.sqrt(var), 1.0).astype(np.float32)
         self.use_standardiser(Standardiser(mean, std))
