@@ -1,4 +1,4 @@
-"""Benchmark: decode speed, each audio feature's speed (x real time), the lhotse peer, and store read speed.
+"""Benchmark: decode speed, each audio feature's speed (x real time) and the lhotse peer.
 
 Prints one JSON object per line. Run with ``make bench`` (which installs lhotse, the peer, for this run only).
 Every comparison is made in the same run on the same data and reported as a ratio.
@@ -104,27 +104,12 @@ def bench_lhotse_peer(video: DecodedVideo, workdir: Path) -> None:
          lhotse_x_real_time=round(duration / lhotse_s, 1), ratio_affectsync_over_lhotse=round(lhotse_s / ours_s, 2))
 
 
-def bench_store_read(workdir: Path, n_frames: int = 18_000, dim: int = 1408) -> None:
-    """Reading an (18000, 1408) float32 feature: zarr store vs np.load of the same data, GB/s and ratio."""
-    data = np.random.default_rng(0).standard_normal((n_frames, dim), dtype=np.float32)
-    np.save(workdir / "feature.npy", data)
-    store = FeatureStore(str(workdir / "read.zarr"), mode="a")
-    store.create_video("read", {"n_frames": n_frames}).write("feature", data, {})
-    array = FeatureStore(str(workdir / "read.zarr")).video("read").array("feature")
-    gigabytes = data.nbytes / 1e9
-    npy_s = best_seconds(lambda: np.load(workdir / "feature.npy"), repeats=5)
-    zarr_s = best_seconds(lambda: array[...], repeats=5)
-    emit(bench="store_read", shape=[n_frames, dim], npy_gb_per_s=round(gigabytes / npy_s, 2),
-         zarr_gb_per_s=round(gigabytes / zarr_s, 2), ratio_zarr_over_npy=round(npy_s / zarr_s, 2))
-
-
 def main() -> int:
     sample = bench_decode()
     video = long_video(sample, AUDIO_MINUTES)
     bench_features(video)
     with tempfile.TemporaryDirectory() as workdir:
         bench_lhotse_peer(video, Path(workdir))
-        bench_store_read(Path(workdir))
     return 0
 
 
