@@ -1,0 +1,129 @@
+"""The extractor contract: a named class with a frozen config dataclass, a version, and provenance.
+
+Modelled on lhotse's feature extractors (config dataclass + registry) and torchaudio's pipelines. An extractor turns a
+:class:`~extract.ingest.DecodedVideo` into named arrays; the batch runner writes them to the store together with
+:meth:`Extractor.provenance`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from abc import ABC, abstractmethod
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from importlib import metadata
+from pathlib import Path
+from typing import Any, ClassVar
+
+import numpy as np
+
+from extract.ingest import DecodedVideo
+from extract.weights import WeightsBundle, models_search_path
+
+
+@dataclass(frozen=True)
+class FeatureArray:
+    """One array an extractor produces, with the attributes that describe its columns, units and time axis.
+
+    ``per_frame`` arrays have exactly T rows (one per decoded frame); others carry their own time axis.
+    """
+
+    data: np.ndarray
+    attrs: dict[str, Any] = field(default_factory=dict)
+    per_frame: bool = True
+
+
+@dataclass(frozen=True)
+class VideoAttribute:
+    """A JSON value an extractor stores as an attribute of the video's group (e.g. the ``words`` list), for data
+    that is not an array; the extractor's arrays carry its provenance."""
+
+    value: Any
+
+
+def library_versions(*distributions: str) -> dict[str, str]:
+    """Installed versions of the named distributions (``"missing"`` when not installed)."""
+    versions = {}
+    for name in distributions:
+        try:
+            versions[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            versions[name] = "missing"
+    return versions
+
+
+class Extractor(ABC):
+    """Base class of every extractor.
+
+    Subclasses set ``name`` (the feature name used in ``--features``), ``version`` (bump it when outputs change),
+    ``config_class`` (a frozen dataclass of parameters), ``libraries`` (distributions whose versions go into the
+    provenance) and ``offline`` (True when it runs with nothing but the installed wheels).
+    """
+
+    name: ClassVar[str]
+    version: ClassVar[str]
+    config_class: ClassVar[type]
+    libraries: ClassVar[tuple[str, ...]] = ("numpy",)
+    offline: ClassVar[bool] = True
+    requires: ClassVar[tuple[str, ...]] = ()
+    """Features whose stored arrays this one is computed from (run first, then handed over as ``inputs``)."""
+    video_attributes: ClassVar[tuple[str, ...]] = ()
+    """Names of the group attributes :meth:`extract` returns as :class:`VideoAttribute` (handed to dependants as
+    ``inputs`` too)."""
+
+    @property
+    def primary_array(self) -> str:
+        """The array whose presence and provenance say this feature is stored (its name, unless overridden)."""
+        return self.name
+
+    def __init__(self, config: Any | None = None, models_dir: str | Path | None = None):
+        self.config = config if config is not None else self.config_class()
+        self.models_search_path = models_search_path(models_dir)
+        """Folders searched for user weights (``--models DIR``, ``$AFFECTSYNC_MODELS``, ``models/``)."""
+
+    @abstractmethod
+    def extract(self, video: DecodedVideo,
+                inputs: Mapping[str, Any] | None = None) -> dict[str, FeatureArray | VideoAttribute]:
+        """Compute this extractor's arrays for one decoded video, keyed by array name (the first is
+        :attr:`primary_array`), plus any group attributes it declares in ``video_attributes``.
+
+        ``inputs`` holds the stored arrays of the features named in ``requires`` (zarr arrays: read them in chunks),
+        their validity arrays and the group attributes they wrote, when the extractor builds on their output.
+        """
+
+    def validity(self, video: DecodedVideo) -> dict[str, FeatureArray]:
+        """The validity arrays of this extractor's modality (e.g. ``audio_valid``), shared by its features."""
+        return {}
+
+    def weights(self) -> dict[str, WeightsBundle]:
+        """The weights files this extractor loads, by role (e.g. ``{"model": ...}``); empty without a model."""
+        return {}
+
+    def check_weights(self) -> None:
+        """Resolve every weights file now: :class:`~extract.weights.WeightsError` names a missing one and where to
+        put it, before any video is touched."""
+        for bundle in self.weights().values():
+            bundle.path(self.models_search_path)
+
+    def weights_provenance(self) -> dict[str, Any] | None:
+        """The model weights used (file, sha256, source, license), by role when there are several; None without
+        a model."""
+        provenance = {role: bundle.provenance(self.models_search_path) for role, bundle in self.weights().items()}
+        if len(provenance) == 1:
+            return next(iter(provenance.values()))
+        return provenance or None
+
+    def parameters(self) -> dict[str, Any]:
+        return dataclasses.asdict(self.config)
+
+    def provenance(self) -> dict[str, Any]:
+        """What produced the arrays: extractor, version, parameters, weights and library versions (JSON-ready)."""
+        return {
+            "extractor": type(self).__name__,
+            "feature": self.name,
+            "version": self.version,
+            "parameters": self.parameters(),
+            "weights": self.weights_provenance(),
+            "requires": list(self.requires),
+            "libraries": library_versions("affectsync", *self.libraries),
+        }

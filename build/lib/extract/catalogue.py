@@ -1,0 +1,56 @@
+"""What weights every extractor needs and whether they are here: the table behind ``python -m extract models``.
+
+One row per weights file per feature: found or missing, the path it resolved to, its sha256 (the file's when found,
+the pinned one when missing), where it comes from and its license. ``onnx:<name>`` members are the ``<name>.json``
+configs found in the models search path.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+from typing import Any
+
+from extract import registry
+from extract.weights import WeightsError, models_search_path
+
+
+def onnx_configs(models_dir: str | Path | None = None) -> list[str]:
+    """``onnx:<name>`` for every ``<name>.json`` in the models search path (first folder wins on a name)."""
+    names: dict[str, None] = {}
+    for folder in models_search_path(models_dir):
+        if folder.is_dir():
+            names.update(dict.fromkeys(sorted(path.stem for path in folder.glob("*.json"))))
+    return [f"onnx:{name}" for name in names]
+
+
+def weights_table(models_dir: str | Path | None = None) -> list[dict[str, Any]]:
+    """Rows of ``feature, role, found, file, path, sha256, source, license, problem`` (see the module docstring)."""
+    rows = []
+    for feature in registry.feature_names() + onnx_configs(models_dir):
+        try:
+            extractor = registry.create(feature, models_dir=models_dir)
+        except WeightsError as exc:  # an onnx:<name> config that cannot be read
+            rows.append({"feature": feature, "role": "config", "found": False, "file": f"{feature[5:]}.json",
+                         "path": None, "sha256": None, "source": "", "license": "", "problem": str(exc)})
+            continue
+        for role, bundle in extractor.weights().items():
+            status = bundle.status(extractor.models_search_path)
+            rows.append({"feature": feature, "role": role, **dataclasses.asdict(status)})
+    return rows
+
+
+def format_table(rows: list[dict[str, Any]], search_path: tuple[Path, ...]) -> str:
+    """The rows as aligned text lines, then the search path and what to do about missing files."""
+    lines = [f"{'feature':<11} {'status':<8} {'file':<46} sha256"]
+    for row in rows:
+        sha = row["sha256"] or "(recorded when first used)"
+        lines.append(f"{row['feature']:<11} {'found' if row['found'] else 'MISSING':<8} {row['file']:<46} {sha}")
+        lines.append(f"{'':<11} {'':<8} path: {row['path'] or '-'}")
+        lines.append(f"{'':<11} {'':<8} source: {row['source']}; license: {row['license']}")
+    missing = sum(not row["found"] for row in rows)
+    lines.append(f"models search path: {', '.join(str(p.resolve()) for p in search_path)} "
+                 f"(--models DIR, then $AFFECTSYNC_MODELS, then models/)")
+    if missing:
+        lines.append(f"{missing} file(s) missing: put each in the first folder of the search path")
+    return "\n".join(lines)

@@ -1,0 +1,153 @@
+"""``face_crop``: the subject's face in every frame, aligned, with its box, landmarks and TSAV mask.
+
+Two passes over the frames (decoding is ~40x faster than detection, and nothing is kept between them but the
+detections): pass 1 detects every frame's faces (MTCNN, batched, on subsampled frames) and the shot cuts, tracks the
+faces (IoU, ending tracks at cuts), re-identifies one person's tracks across cuts and gaps (dlib descriptors, one per
+track, on frames fetched by a short extra decode) and picks the subject; M3T's smoothing steadies the alignment
+landmarks where the box is steady; pass 2 aligns the subject's face to the 5-point template and adds dlib's 68
+landmarks and TSAV's mask.
+Frames without the subject's face are zeros with ``face_valid`` False: never a black crop presented as a face, never
+a neighbour's copy.
+
+Arrays (T = frames): ``face_valid`` (T,) bool; ``face_box`` (T, 4) float32 x1, y1, x2, y2 in source-frame pixels;
+``face_score`` (T,) detector confidence; ``face_crop`` (T, S, S, 3) uint8 RGB, S = 112 (128 as an option, M3T);
+``landmarks68`` (T, 68, 2) float32 x, y in crop pixels; ``face_mask`` (T, S, S) uint8 (TSAV's polylines).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from functools import cached_property
+from itertools import islice
+
+import numpy as np
+
+from extract.base import Extractor, FeatureArray
+from extract.faces.align import align_crop, template
+from extract.faces.detect import FrameFaces, MtcnnConfig, MtcnnDetector
+from extract.faces.landmarks import LANDMARKS_WEIGHTS, MASK_PARTS, landmark_mask, landmarks68_in_crop
+from extract.faces.identity import IDENTITY_WEIGHTS, face_descriptor
+from extract.faces.reid import group_by_identity, track_descriptors
+from extract.faces.shots import CUT_THRESHOLD_GREY, frame_signature, shot_cuts
+from extract.faces.smoothing import smooth_landmarks
+from extract.faces.track import SubjectRule, Track, subject, track_faces
+from extract.ingest import DecodedVideo, IngestError, iter_rgb_frames
+from extract.registry import register
+from extract.weights import PackagedWeights
+
+MTCNN_WEIGHTS = tuple(PackagedWeights("facenet_pytorch", f"data/{net}.pt", source="facenet-pytorch 2.6.0 wheel (MTCNN, "
+                                      "Zhang et al. 2016)", license="MIT") for net in ("pnet", "rnet", "onet"))
+
+
+def describe_face(frame: np.ndarray, landmarks5: np.ndarray, box: np.ndarray) -> np.ndarray:
+    """dlib's 128-d descriptor of a face in a frame, through the same 112 px alignment and 68 landmarks as
+    ``identity``, so re-identification and the stored descriptors agree."""
+    crop, matrix = align_crop(frame, landmarks5, 112)
+    return face_descriptor(crop, landmarks68_in_crop(frame, box, matrix))
+
+
+@dataclass(frozen=True)
+class FaceCropConfig:
+    """Crop size in pixels (112, or 128 as M3T); detection (MTCNN on every ``subsample``-th pixel); tracking (IoU,
+    gaps, shot cuts in grey levels); re-identification (tracks of at least ``reid_min_track_frames``, dlib
+    distance); the subject rule; landmark smoothing (Gaussian sigma in frames, 0 = off; steady-box bound as a
+    fraction of the box size)."""
+
+    crop_size_px: int = 112
+    subsample: int = 2
+    min_face_px: int = 40
+    detect_batch_frames: int = 32
+    iou_threshold: float = 0.3
+    max_gap_frames: int = 5
+    shot_cut_threshold_grey: float = CUT_THRESHOLD_GREY
+    reid_min_track_frames: int = 3
+    same_person_distance: float = 0.6
+    subject: SubjectRule = "largest"
+    landmark_sigma_frames: float = 1.0
+    steady_box_std: float = 0.03
+
+
+@register
+class FaceCrop(Extractor):
+    """The subject's aligned face per frame and its geometry (see the module docstring)."""
+
+    name = "face_crop"
+    version = "2"
+    config_class = FaceCropConfig
+    libraries = ("numpy", "torch", "facenet-pytorch", "dlib-bin", "face_recognition_models", "Pillow", "av")
+
+    @cached_property
+    def detector(self) -> MtcnnDetector:
+        """MTCNN, loaded once per extractor (so once per run, not per video)."""
+        c = self.config
+        return MtcnnDetector(MtcnnConfig(subsample=c.subsample, min_face_px=c.min_face_px,
+                                         batch_frames=c.detect_batch_frames))
+
+    def weights(self) -> dict:
+        return {**{bundle.file_name: bundle for bundle in MTCNN_WEIGHTS}, "landmarks": LANDMARKS_WEIGHTS,
+                "reidentification": IDENTITY_WEIGHTS}
+
+    def weights_provenance(self) -> dict:
+        """``detector`` (the three MTCNN nets), ``landmarks`` and ``reidentification`` (stored names: keep them)."""
+        search_path = self.models_search_path
+        return {"detector": [bundle.provenance(search_path) for bundle in MTCNN_WEIGHTS],
+                "landmarks": LANDMARKS_WEIGHTS.provenance(search_path),
+                "reidentification": IDENTITY_WEIGHTS.provenance(search_path)}
+
+    def parameters(self) -> dict:
+        return {**super().parameters(), "detector": "MTCNN (facenet-pytorch, weights from its wheel)",
+                "landmarks": "dlib shape_predictor_68_face_landmarks (face_recognition_models)",
+                "template_px": template(self.config.crop_size_px).round(4).tolist()}
+
+    def detect(self, video: DecodedVideo) -> tuple[list[FrameFaces], np.ndarray]:
+        """Pass 1: every frame's faces, and the shot cuts (T,) bool."""
+        frames = iter_rgb_frames(video.path)
+        faces: list[FrameFaces] = []
+        signatures: list[np.ndarray] = []
+        while batch := list(islice(frames, self.detector.batch_frames)):
+            faces += self.detector.detect(batch)
+            signatures += [frame_signature(frame) for frame in batch]
+        if len(faces) != video.n_frames:
+            raise IngestError(video.path, f"second decoding pass gave {len(faces)} frames, the first {video.n_frames}")
+        return faces, shot_cuts(np.asarray(signatures), self.config.shot_cut_threshold_grey)
+
+    def people(self, video: DecodedVideo, faces: list[FrameFaces], tracks: list[Track]) -> list[list[int]] | None:
+        """Tracks grouped by person; None (each track alone) when fewer than two tracks are long enough to compare."""
+        long_enough = [t for t, track in enumerate(tracks) if len(track.frames) >= self.config.reid_min_track_frames]
+        if len(long_enough) < 2:
+            return None
+        descriptors = track_descriptors(video.path, faces, tracks, long_enough, describe_face)
+        return group_by_identity(tracks, descriptors, self.config.same_person_distance)
+
+    def extract(self, video: DecodedVideo, inputs=None) -> dict[str, FeatureArray]:
+        c = self.config
+        faces, cuts = self.detect(video)
+        tracks = track_faces(faces, c.iou_threshold, c.max_gap_frames, cuts)
+        chosen = subject(faces, tracks, c.subject, self.people(video, faces, tracks))
+        landmarks5 = smooth_landmarks(chosen.landmarks5, chosen.box, chosen.track, c.landmark_sigma_frames,
+                                      c.steady_box_std)
+        size = self.config.crop_size_px
+        n_frames = video.n_frames
+        crops = np.zeros((n_frames, size, size, 3), np.uint8)
+        points68 = np.zeros((n_frames, 68, 2), np.float32)
+        masks = np.zeros((n_frames, size, size), np.uint8)
+        for index, frame in enumerate(iter_rgb_frames(video.path)):  # pass 2
+            if chosen.valid[index]:
+                crops[index], matrix = align_crop(frame, landmarks5[index], size)
+                points68[index] = landmarks68_in_crop(frame, chosen.box[index], matrix)
+                masks[index] = landmark_mask(points68[index], size)
+        tied = {"validity": "face_valid", "subject": self.config.subject}
+        return {
+            "face_crop": FeatureArray(crops, {**tied, "units": "RGB uint8", "size_px": size,
+                                              "description": "subject's face aligned to the 5-point template"}),
+            "face_valid": FeatureArray(chosen.valid, {
+                "description": "True where the subject's face was detected; other rows of face arrays are zeros"}),
+            "face_box": FeatureArray(chosen.box, {**tied, "units": "source-frame pixels",
+                                                  "columns": ["x1", "y1", "x2", "y2"]}),
+            "face_score": FeatureArray(chosen.score, {**tied, "description": "MTCNN confidence"}),
+            "landmarks68": FeatureArray(points68, {**tied, "units": "crop pixels", "columns": ["x", "y"],
+                                                   "description": "dlib 68-point landmarks in the aligned crop"}),
+            "face_mask": FeatureArray(masks, {**tied, "description": "TSAV landmark mask: 1-px polylines",
+                                              "levels": {f"{first}-{last}": level
+                                                         for first, last, _, level in MASK_PARTS}}),
+        }

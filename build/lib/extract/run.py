@@ -1,0 +1,343 @@
+"""Batch extraction: videos in, one complete store group per video out, resumable and failure-tolerant.
+
+Per video: decode once, run the requested extractors, write every array with its provenance, check the group
+(:func:`features_store.verify.verify_video`), and only then write ``complete = true``. A run that dies leaves at most
+one partial group, which the next run deletes and redoes; complete groups are skipped.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import json
+import re
+import sys
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from tqdm import tqdm
+
+from extract import registry
+from extract.base import Extractor, FeatureArray, VideoAttribute, library_versions
+from extract.ingest import AUDIO_SAMPLE_RATE_HZ, DecodedVideo, IngestError, decode_video
+from features_store.store import FeatureStore
+from features_store.verify import verify_video
+
+VIDEO_SUFFIXES = frozenset({".mp4", ".m4v", ".mov", ".avi", ".mkv", ".webm", ".flv", ".mpg", ".mpeg", ".ts",
+                            ".mts", ".wmv", ".3gp", ".ogv"})
+INGEST_VERSION = "1"
+
+
+class ExtractionError(RuntimeError):
+    """One video could not be extracted; the runner reports it as a line and goes on with the others."""
+
+
+class VideoIdCollision(ValueError):
+    """Two inputs map to the same video id; raised before any work starts."""
+
+
+@dataclass
+class RunReport:
+    """What a run did, per video id (failures keyed by the input path)."""
+
+    extracted: list[str] = field(default_factory=list)
+    skipped: list[str] = field(default_factory=list)
+    failed: dict[str, str] = field(default_factory=dict)
+
+    def add(self, video_id: str, path: Path, outcome: str, cause: str | None,
+            report_failure: Callable[[str], None]) -> None:
+        if outcome == "failed":
+            self.failed[str(path)] = cause or "unknown failure"
+            report_failure(f"FAILED {path}: {cause}")
+        else:
+            (self.extracted if outcome == "extracted" else self.skipped).append(video_id)
+
+
+def discover_videos(inputs: Sequence[str | Path]) -> list[Path]:
+    """Files named directly (whatever their suffix) plus video files found recursively under directories."""
+    found: list[Path] = []
+    for item in map(Path, inputs):
+        if item.is_dir():
+            found += sorted(p for p in item.rglob("*") if p.is_file() and p.suffix.lower() in VIDEO_SUFFIXES)
+        else:
+            found.append(item)
+    return found
+
+
+def video_id_for(path: Path) -> str:
+    """The store id of a video: its file name without suffix, runs of characters outside [A-Za-z0-9._-] as '_'."""
+    return re.sub(r"[^A-Za-z0-9._-]+", "_", path.stem).strip("._") or "video"
+
+
+def assign_video_ids(paths: Sequence[Path]) -> dict[str, Path]:
+    """Video id -> path; :class:`VideoIdCollision` names both files when two inputs share an id (compared
+    case-insensitively, since ids become directory names on case-insensitive filesystems too)."""
+    ids: dict[str, Path] = {}
+    by_folded_id: dict[str, str] = {}
+    for path in paths:
+        video_id = video_id_for(path)
+        taken = by_folded_id.setdefault(video_id.casefold(), video_id)
+        if taken in ids and ids[taken].resolve() != path.resolve():
+            raise VideoIdCollision(f"{ids[taken]} and {path} both map to video id {taken!r}; rename one of them")
+        ids[taken] = path
+    return ids
+
+
+def subject_video_ids(paths: Sequence[Path], subject: str) -> dict[str, Path]:
+    """Video id -> path as :func:`assign_video_ids`, with ``_left``/``_right`` appended for Aff-Wild2's two-person
+    videos when ``subject`` is left or right."""
+    ids = assign_video_ids(paths)
+    if subject == "largest":
+        return ids
+    return {f"{video_id}_{subject}": path for video_id, path in ids.items()}
+
+
+def file_identity(path: Path) -> dict[str, Any]:
+    """Source attributes: file name, size in bytes and sha256."""
+    with path.open("rb") as handle:
+        digest = hashlib.file_digest(handle, "sha256").hexdigest()
+    return {"source_name": path.name, "source_size_bytes": path.stat().st_size, "source_sha256": digest}
+
+
+def video_attributes(video: DecodedVideo, identity: dict[str, Any]) -> dict[str, Any]:
+    """Group attributes of a decoded video (JSON-ready); ``complete`` is added by the store."""
+    return {
+        **identity,
+        "width": video.width, "height": video.height,
+        "fps": video.fps_nominal, "fps_nominal": video.fps_nominal, "fps_average": video.fps_average,
+        "n_frames": video.n_frames, "duration_s": video.duration_s,
+        "first_frame_time_s": float(video.frame_time[0]),
+        "n_frames_without_timestamp": video.n_frames_without_timestamp,
+        "video_codec": video.video_codec,
+        "audio_offset_s": video.audio_offset_s,
+        "audio_reason": video.audio_reason,
+        "audio_sample_rate_hz": AUDIO_SAMPLE_RATE_HZ,
+        "audio_source_sample_rate_hz": video.audio.source_sample_rate_hz if video.audio else None,
+        "audio_source_channels": video.audio.source_channels if video.audio else None,
+        "audio_duration_s": video.audio.duration_s if video.audio else None,
+        "audio_gaps_s": [list(gap) for gap in video.audio.gaps_s] if video.audio else [],
+        "audio_frames_dropped": video.audio.n_frames_dropped if video.audio else 0,
+        "declared_duration_s": video.declared_duration_s,
+        "declared_n_frames": video.declared_n_frames,
+    }
+
+
+def _describe_failure(exc: Exception) -> str:
+    """One line: the cause of an expected failure as is, the exception type too for anything unexpected."""
+    if isinstance(exc, IngestError):
+        return exc.cause
+    if isinstance(exc, (ExtractionError, OSError)):
+        return str(exc)
+    return f"{type(exc).__name__}: {exc}"
+
+
+def _now_utc() -> str:
+    return dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")
+
+
+def _same_recipe(stored: dict[str, Any] | None, extractor: Extractor) -> bool:
+    stored = stored or {}
+    return stored.get("version") == extractor.version and stored.get("parameters") == extractor.parameters()
+
+
+class Extraction:
+    """Extracts a fixed list of features into one store; :meth:`run` takes the videos."""
+
+    def __init__(self, store: FeatureStore, extractors: Sequence[Extractor], overwrite: bool = False,
+                 subject: str = "largest"):
+        self.store = store
+        self.extractors = list(extractors)
+        self.overwrite = overwrite
+        self.subject = subject
+
+    def run(self, paths: Sequence[Path], progress: bool = True,
+            report_failure: Callable[[str], None] | None = None) -> RunReport:
+        """Extract every video; a failure becomes one line (file and cause) and the others still complete."""
+        report_failure = report_failure or (lambda line: tqdm.write(line, file=sys.stderr))
+        ids = subject_video_ids(paths, self.subject)
+        report = RunReport()
+        self.store.begin_writing(_now_utc())
+        bar = tqdm(ids.items(), desc="extract", unit="video", disable=not progress, file=sys.stderr)
+        try:
+            for video_id, path in bar:
+                bar.set_postfix_str(video_id)
+                report.add(video_id, path, *self.try_one(video_id, path), report_failure)
+        finally:
+            self.store.consolidate()
+        return report
+
+    def try_one(self, video_id: str, path: Path) -> tuple[str, str | None]:
+        """(``"extracted"``, ``"skipped"`` or ``"failed"``, the cause of a failure): one bad video must not stop
+        the others."""
+        try:
+            return ("extracted" if self.extract_one(video_id, path) else "skipped"), None
+        except Exception as exc:  # noqa: BLE001
+            return "failed", _describe_failure(exc)
+
+    def extract_one(self, video_id: str, path: Path) -> bool:
+        """Bring ``video_id`` up to date with the requested features; False when it already was (skipped)."""
+        if not path.is_file():
+            raise ExtractionError("no such file")
+        identity = file_identity(path)
+        todo = self._features_to_compute(video_id, identity)
+        if not todo:
+            return False
+        video = decode_video(path)
+        is_new = video_id not in self.store
+        if is_new:
+            group = self.store.create_video(video_id, {**video_attributes(video, identity), "subject": self.subject,
+                                                       "created_utc": _now_utc()})
+        else:
+            group = self.store.video(video_id)
+            group.set_complete(False)  # adding features: the group is partial until they are all written
+        try:
+            self._write_features(group, video, todo, with_frame_time=is_new)
+        except Exception:
+            if is_new:
+                self.store.delete_video(video_id)  # nothing of a failed new video stays behind
+            raise
+        return True
+
+    def _write_features(self, group, video: DecodedVideo, todo: Sequence[Extractor], with_frame_time: bool) -> None:
+        """Write the arrays of ``todo`` (and ``frame_time`` for a new group), check the group, mark it complete."""
+        if with_frame_time:
+            group.write("frame_time", video.frame_time, {
+                "units": "s", "per_frame": True,
+                "description": "presentation time of each decoded frame, from the container timestamps",
+                "provenance": {"extractor": "decode_video", "version": INGEST_VERSION, "parameters": {},
+                               "libraries": library_versions("affectsync", "av"), "created_utc": _now_utc()}})
+        self._drop_stale_dependants(group, {extractor.name for extractor in todo})
+        validity_written: set[str] = set()
+        for extractor in todo:
+            provenance = {**extractor.provenance(), "created_utc": _now_utc()}
+            for name, array in extractor.validity(video).items():  # shared by a modality's features: once
+                if name not in validity_written:
+                    shared = {key: value for key, value in provenance.items() if key != "feature"}
+                    self._write(group, name, array, shared, video.n_frames)
+                    validity_written.add(name)
+            for name, output in extractor.extract(video, self._inputs(group, extractor)).items():
+                if isinstance(output, VideoAttribute):
+                    group.set_attribute(name, output.value)
+                else:
+                    self._write(group, name, output, provenance, video.n_frames)
+        problems = verify_video(group, require_complete=False)
+        if problems:
+            raise ExtractionError("written group failed its check: " + "; ".join(problems))
+        group.set_complete(True)
+
+    @staticmethod
+    def _drop_stale_dependants(group, redone: set[str]) -> None:
+        """Delete the stored arrays of features built on a feature being redone (their provenance ``requires``),
+        unless they are redone too: ``fer`` must never outlive the crops it was computed from."""
+        provenance = {name: group.array(name).attrs.get("provenance") or {} for name in group.array_names()}
+        for p in provenance.values():  # arrays written before provenance named requirements: ask the registry
+            if "requires" not in p and p.get("feature"):
+                try:
+                    p["requires"] = list(registry.requirements_of(p["feature"]))
+                except ValueError:
+                    p["requires"] = []
+        stale: set[str] = set()
+        changed = True
+        while changed:  # dependants of dependants too
+            features = redone | {provenance[name].get("feature") for name in stale}
+            found = {name for name, p in provenance.items() if p.get("feature") not in redone
+                     and set(p.get("requires") or ()) & features}
+            changed = not found <= stale
+            stale |= found
+        for name in sorted(stale):
+            tqdm.write(f"{group.video_id}: removing {name!r}, computed from a feature being redone", file=sys.stderr)
+            group.delete(name)
+
+    def _inputs(self, group, extractor: Extractor) -> dict[str, Any]:
+        """What an extractor builds on: the stored arrays its required features' ``extract`` wrote (their provenance
+        names the feature; ``face_valid`` is one of them) and the group attributes those features declare."""
+        if not extractor.requires:
+            return {}
+        inputs: dict[str, Any] = {name: group.array(name) for name in group.array_names()
+                                  if (group.array(name).attrs.get("provenance") or {}).get("feature")
+                                  in extractor.requires}
+        attrs = group.attrs
+        for required in self.extractors:
+            if required.name in extractor.requires:
+                inputs.update({name: attrs.get(name) for name in required.video_attributes})
+        return inputs
+
+    def _features_to_compute(self, video_id: str, identity: dict[str, Any]) -> list[Extractor]:
+        """The extractors whose arrays ``video_id`` lacks; clears partial or replaced groups first."""
+        if video_id not in self.store:
+            return self.extractors
+        group = self.store.video(video_id)
+        replace = not group.complete or (
+            group.attrs.get("source_sha256") != identity["source_sha256"] and self._may_overwrite(
+                f"the store holds video id {video_id!r} from another file "
+                f"({group.attrs.get('source_name')}, sha256 {str(group.attrs.get('source_sha256'))[:12]}...)"))
+        if replace:
+            self.store.delete_video(video_id)
+            return self.extractors
+        present = set(group.array_names())
+        todo: list[Extractor] = []
+        for extractor in self.extractors:  # requirements come first
+            if extractor.primary_array not in present or set(extractor.requires) & {done.name for done in todo}:
+                todo.append(extractor)  # missing, or built on a feature being redone
+            elif not _same_recipe(group.array(extractor.primary_array).attrs.get("provenance"), extractor):
+                if self._may_overwrite(f"feature {extractor.name!r} exists with another version or parameters"):
+                    todo.append(extractor)
+        return todo
+
+    def _may_overwrite(self, conflict: str) -> bool:
+        if not self.overwrite:
+            raise ExtractionError(f"{conflict}; pass --overwrite to replace it, or use another store")
+        return True
+
+    @staticmethod
+    def _write(group, name: str, array: FeatureArray, provenance: dict[str, Any], n_frames: int) -> None:
+        if array.per_frame and array.data.shape[0] != n_frames:
+            raise ExtractionError(f"{provenance['extractor']} produced {array.data.shape[0]} rows for "
+                                  f"{name!r}, expected T={n_frames}")
+        group.write(name, array.data, {**array.attrs, "per_frame": array.per_frame, "provenance": provenance})
+
+
+def create_extractors(features: Sequence[str], subject: str = "largest", models_dir: str | Path | None = None,
+                      settings: Mapping[str, Mapping[str, Any]] | None = None) -> list[Extractor]:
+    """The extractors for ``features`` and the features they build on, in running order, configured with
+    ``settings`` (feature -> {config field: value}, from ``--set``), with every weights file resolved: a missing one
+    raises :class:`~extract.weights.WeightsError` (naming the file and where to put it) before any video is
+    touched."""
+    names = registry.with_requirements(features)
+    settings = settings or {}
+    stray = set(settings) - set(names)
+    if stray:
+        raise ValueError(f"settings given for {', '.join(sorted(stray))}, which this run does not extract")
+    extractors = [registry.create(name, models_dir=models_dir, overrides=settings.get(name), subject=subject)
+                  for name in names]
+    for extractor in extractors:
+        extractor.check_weights()
+    return extractors
+
+
+def run_extraction(inputs: Sequence[str | Path], store_location: str, features: Sequence[str],
+                   overwrite: bool = False, progress: bool = True, subject: str = "largest",
+                   models_dir: str | Path | None = None,
+                   settings: Mapping[str, Mapping[str, Any]] | None = None,
+                   workers: int | None = None, scheduler: str | None = None) -> RunReport:
+    """Extract ``features`` from the videos in ``inputs`` (files or directories) into the store.
+
+    ``subject`` picks the person the face features describe: ``largest`` (groups ``<video>``), or ``left`` /
+    ``right`` (groups ``<video>_left`` / ``<video>_right``, as Aff-Wild2's annotation files name them).
+    ``models_dir`` is searched first for weights users bring (then ``$AFFECTSYNC_MODELS``, then ``models/``);
+    ``settings`` sets config fields per feature (``{"face_crop": {"crop_size_px": 128}}``).
+    ``workers`` (a local cluster of that many processes) or ``scheduler`` (the address of a running dask cluster)
+    extract the videos in parallel, one task per video (:mod:`extract.distributed`); without them the run is serial."""
+    extractors = create_extractors(features, subject, models_dir, settings)
+    paths = discover_videos(inputs)
+    assign_video_ids(paths)  # collisions stop the run before the store is touched
+    store = FeatureStore(store_location, mode="a")
+    if workers or scheduler:
+        from extract.distributed import DistributedRecipe, run_distributed
+
+        recipe = DistributedRecipe(tuple(features), subject, None if models_dir is None else str(models_dir),
+                                   json.dumps(settings or {}, sort_keys=True), overwrite)
+        return run_distributed(paths, store, recipe, workers=workers, scheduler=scheduler, progress=progress)
+    return Extraction(store, extractors, overwrite, subject).run(paths, progress=progress)

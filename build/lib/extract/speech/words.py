@@ -1,0 +1,125 @@
+"""``words``: what is said and when, on the frame clock.
+
+The recogniser (:mod:`extract.speech.asr`) transcribes the video's 16 kHz audio; the forced aligner
+(:mod:`extract.speech.align`) times each word. Stored per video:
+
+- group attribute ``words``: a list of ``{"text", "start", "end", "conf"}`` (seconds on the ``frame_time`` clock,
+  confidence 0..1 from the recogniser), plus ``segment`` (the recogniser's segment, BERT's context) and ``timing``
+  (``"aligned"``, or ``"asr"`` where the recogniser's own times were kept);
+- ``word_index`` (T,) int32: the word spanning ``frame_time[i]`` (``start <= t < end``), -1 where none;
+- ``word_valid`` (T,) bool: ``word_index >= 0``.
+
+Words are sorted and never overlap (a word's end is cut at the next word's start), so each frame has at most one.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from functools import cached_property
+from typing import Any
+
+import numpy as np
+
+from extract.base import Extractor, FeatureArray, VideoAttribute
+from extract.ingest import DecodedVideo
+from extract.registry import register
+from extract.speech.align import POCKETSPHINX_EN_US, ForcedAligner
+from extract.speech.asr import Segment, Transcriber, transcriber
+
+WORDS_ATTRIBUTE = "words"
+
+
+@dataclass(frozen=True)
+class WordsConfig:
+    """Recogniser (``asr``: whisper or vosk; ``asr_model``: a model folder path or name, None for the default),
+    Whisper's decoding settings, and whether words are re-timed by forced alignment (English)."""
+
+    asr: str = "whisper"
+    asr_model: str | None = None
+    language: str = "en"
+    beam_size: int = 5
+    vad_filter: bool = True
+    align: bool = True
+
+
+def timed_words(segments: list[Segment], aligned: list[list | None], start_time_s: float) -> list[dict[str, Any]]:
+    """The ``words`` attribute: one dict per word, aligned times where there are some, on the frame clock, sorted
+    and without overlaps."""
+    words = []
+    for index, (segment, spans) in enumerate(zip(segments, aligned)):
+        for k, word in enumerate(segment.words):
+            start_s, end_s = (spans[k].start_s, spans[k].end_s) if spans else (word.start_s, word.end_s)
+            words.append({"text": word.text, "start": round(start_time_s + start_s, 4),
+                          "end": round(start_time_s + end_s, 4), "conf": round(word.conf, 4),
+                          "segment": index, "timing": "aligned" if spans else "asr"})
+    words.sort(key=lambda w: w["start"])
+    for word, following in zip(words, words[1:]):
+        word["end"] = min(word["end"], following["start"])
+    for word in words:
+        word["end"] = max(word["end"], word["start"])
+    return words
+
+
+def frame_word_index(words: list[dict[str, Any]], frame_time: np.ndarray) -> np.ndarray:
+    """(T,) int32: the index of the word with ``start <= frame_time[i] < end``, -1 where no word spans the frame."""
+    if not words:
+        return np.full(len(frame_time), -1, dtype=np.int32)
+    starts = np.array([w["start"] for w in words])
+    ends = np.array([w["end"] for w in words])
+    index = np.searchsorted(starts, frame_time, side="right") - 1
+    inside = (index >= 0) & (frame_time < ends[np.clip(index, 0, None)])
+    return np.where(inside, index, -1).astype(np.int32)
+
+
+@register
+class Words(Extractor):
+    """Speech recognition + forced alignment -> the ``words`` attribute, ``word_index`` and ``word_valid``."""
+
+    name = "words"
+    version = "1"
+    config_class = WordsConfig
+    video_attributes = (WORDS_ATTRIBUTE,)
+    primary_array = "word_index"
+
+    @cached_property
+    def transcriber(self) -> Transcriber:
+        c = self.config
+        options = {"language": c.language, "beam_size": c.beam_size, "vad_filter": c.vad_filter}
+        return transcriber(c.asr, c.asr_model, self.models_search_path, **({} if c.asr != "whisper" else options))
+
+    @cached_property
+    def aligner(self) -> ForcedAligner | None:
+        return ForcedAligner() if self.config.align else None
+
+    def weights(self) -> dict:
+        bundles = {"asr": self.transcriber.weights()}
+        if self.config.align:
+            bundles["aligner"] = POCKETSPHINX_EN_US
+        return bundles
+
+    def parameters(self) -> dict[str, Any]:
+        return {**super().parameters(), "asr_settings": self.transcriber.parameters()}
+
+    @property
+    def libraries(self) -> tuple[str, ...]:
+        return ("numpy", "av", *self.transcriber.libraries, *(("pocketsphinx", "num2words") if self.aligner else ()))
+
+    def recognise(self, samples: np.ndarray, start_time_s: float = 0.0) -> list[dict[str, Any]]:
+        """The ``words`` list for 16 kHz mono ``samples`` whose first sample is at ``start_time_s``."""
+        segments = self.transcriber.transcribe(samples) if len(samples) else []
+        aligned = self.aligner.align(samples, segments) if self.aligner else [None] * len(segments)
+        return timed_words(segments, aligned, start_time_s)
+
+    def extract(self, video: DecodedVideo, inputs=None) -> dict[str, FeatureArray | VideoAttribute]:
+        words = self.recognise(video.audio.samples, video.audio.start_time_s) if video.audio is not None else []
+        word_index = frame_word_index(words, video.frame_time)
+        return {
+            "word_index": FeatureArray(word_index, {
+                "description": "index into the group attribute 'words' of the word spanning the frame time "
+                               "(start <= frame_time < end); -1 where no word does",
+                "indexes_attribute": WORDS_ATTRIBUTE}),
+            "word_valid": FeatureArray(word_index >= 0, {
+                "description": "True where a recognised word spans the frame time (word_index >= 0)"}),
+            WORDS_ATTRIBUTE: VideoAttribute(words),
+        }
+

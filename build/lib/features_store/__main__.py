@@ -1,0 +1,138 @@
+"""CLI: ``python -m features_store {info,verify,ls,show} STORE``, ``merge A B --into C``, ``diff A B``,
+``export-h5 STORE OUT.h5``, ``import-h5 IN.h5 STORE``, ``import-npy DIR STORE``; needs only zarr and numpy
+(``show``: matplotlib; HDF5: h5py), never the extractors."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+
+from features_store.describe import describe_store
+from features_store.store import FeatureStore, StoreError
+from features_store.verify import verify_store
+
+
+def _info(store: FeatureStore, as_json: bool) -> int:
+    description = describe_store(store)
+    if as_json:
+        print(json.dumps(description, indent=2))
+        return 0
+    print(f"{store.location}: {description['n_videos']} videos, {description['n_complete']} complete")
+    for video_id, video in description["videos"].items():
+        state = "complete" if video["complete"] else "PARTIAL"
+        print(f"\n{video_id}  [{state}]  T={video['T']}  {video['duration_s']:.2f} s  "
+              f"{video['width']}x{video['height']}  {video['fps']:.3f} fps  source {video['source']['name']}")
+        if video["audio_reason"]:
+            print(f"  audio: {video['audio_reason']}")
+        if video["n_words"] is not None:
+            print(f"  words: {video['n_words']} (group attribute 'words')")
+        for name, array in video["arrays"].items():
+            shape = "x".join(map(str, array["shape"]))
+            print(f"  {name:<16} {shape:<14} {array['dtype']:<8} {array['extractor'] or ''}")
+    return 0
+
+
+def _verify(store: FeatureStore) -> int:
+    report = verify_store(store)
+    for video_id, problems in report.items():
+        for problem in problems:
+            print(f"{store.location}/videos/{video_id}: {problem}")
+    n_videos = len(store.video_ids())
+    print(f"{store.location}: {n_videos - len(report)} of {n_videos} videos consistent", file=sys.stderr)
+    return 1 if report else 0
+
+
+def _ls(store: FeatureStore) -> int:
+    for video_id in store.video_ids():
+        video = store.video(video_id)
+        state = "complete" if video.complete else "partial"
+        print(f"{video_id}\t{video.attrs.get('n_frames')}\t{state}\t{','.join(video.array_names())}")
+    return 0
+
+
+def _show(store: FeatureStore, video_id: str, out: str) -> int:
+    from pathlib import Path
+
+    from features_store.show import contact_sheet
+    try:
+        print(contact_sheet(store.video(video_id), Path(out)))
+    except StoreError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    return 0
+
+
+def _sharing(args) -> int:
+    """merge, diff, export-h5, import-h5, import-npy (features_store.interop)."""
+    from features_store import interop
+
+    if args.command == "merge":
+        plan = interop.merge(args.stores, args.into)
+        print(f"{args.into}: {len(plan.new_videos)} videos and {len(plan.new_arrays)} arrays added")
+        return 0
+    if args.command == "diff":
+        report = interop.diff(FeatureStore(args.a, mode="r"), FeatureStore(args.b, mode="r"))
+        print(json.dumps(report, indent=2))
+        return 0 if report["identical"] else 1
+    if args.command == "export-h5":
+        interop.export_h5(FeatureStore(args.store, mode="r"), args.out)
+        print(f"{args.out}: written")
+        return 0
+    imported = (interop.import_h5(args.h5, args.store) if args.command == "import-h5"
+                else interop.import_npy(args.folder, args.store, fps=args.fps))
+    print(f"{args.store}: {len(imported)} videos imported")
+    return 0
+
+
+SHARING = ("merge", "diff", "export-h5", "import-h5", "import-npy")
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m features_store", description="Inspect, check and share feature "
+                                     "stores (paths or fsspec URLs).")
+    commands = parser.add_subparsers(dest="command", required=True)
+    info = commands.add_parser("info", help="videos, T, duration, features with shape/dtype/provenance")
+    info.add_argument("store")
+    info.add_argument("--json", action="store_true", help="machine-readable output")
+    commands.add_parser("verify", help="check every video group; non-zero exit on any inconsistency").add_argument("store")
+    commands.add_parser("ls", help="one line per video: id, T, state, arrays").add_argument("store")
+    show = commands.add_parser("show", help="contact sheet of a video's faces over time (PNG)")
+    show.add_argument("store")
+    show.add_argument("video")
+    show.add_argument("--out", required=True, help="PNG file to write")
+    merge = commands.add_parser("merge", help="union of the videos and features of stores; refuses a feature whose "
+                                "provenance differs, naming both sides, and then writes nothing")
+    merge.add_argument("stores", nargs="+")
+    merge.add_argument("--into", required=True, help="the store to merge into (created when missing)")
+    diff = commands.add_parser("diff", help="features that differ in provenance or content (JSON; exit 1 if any)")
+    diff.add_argument("a")
+    diff.add_argument("b")
+    export = commands.add_parser("export-h5", help="the store as one HDF5 file, same layout and attributes")
+    export.add_argument("store")
+    export.add_argument("out")
+    import_h5 = commands.add_parser("import-h5", help="the videos of an export-h5 file into a store")
+    import_h5.add_argument("h5")
+    import_h5.add_argument("store")
+    import_npy = commands.add_parser("import-npy", help="<dir>/<video_id>/<feature>.npy folders (+ frame_time.npy) "
+                                     "into a store")
+    import_npy.add_argument("folder")
+    import_npy.add_argument("store")
+    import_npy.add_argument("--fps", type=float, help="frame rate for i / fps frame times where no frame_time.npy")
+    args = parser.parse_args(argv)
+    try:
+        if args.command in SHARING:
+            return _sharing(args)
+        store = FeatureStore(args.store, mode="r")
+    except StoreError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    if args.command == "info":
+        return _info(store, args.json)
+    if args.command == "show":
+        return _show(store, args.video, args.out)
+    return _verify(store) if args.command == "verify" else _ls(store)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

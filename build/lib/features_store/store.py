@@ -1,0 +1,171 @@
+"""The Zarr v3 feature store: one group per video under ``videos/<video_id>``, provenance on every array.
+
+Layout (see design.md)::
+
+    store.zarr/                      attrs: format
+      videos/<video_id>/             attrs: source_name, source_size_bytes, source_sha256, width, height, fps, ...,
+                                            complete (JSON true, written last)
+        frame_time (T,) float64      presentation time of each decoded frame, seconds
+        <modality>_valid (T,) bool   validity per modality; invalid rows of its features are zeros
+        <feature> (T, D) ...         one plain array per feature, attrs: provenance, columns, ...
+
+Arrays are uncompressed and chunked along time in chunks of at least 1 MB: features are read many times in training,
+and reading raw chunks is what keeps zarr near ``np.load`` speed (``make bench`` measures it).
+Nothing in a store is pickled or executed; a consumer needs only zarr and numpy.
+"""
+
+from __future__ import annotations
+
+import math
+import warnings
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import numpy as np
+import zarr
+
+STORE_FORMAT = "affectsync-store/1"
+VIDEOS_GROUP = "videos"
+MIN_CHUNK_BYTES = 1 << 20
+
+
+class StoreError(RuntimeError):
+    """The store is missing, not an affectsync store, or inconsistent with a request."""
+
+
+def chunk_rows(shape: tuple[int, ...], itemsize: int, min_chunk_bytes: int = MIN_CHUNK_BYTES) -> tuple[int, ...]:
+    """Chunk shape along time: whole rows, at least ``min_chunk_bytes`` per chunk (or the whole array)."""
+    row_bytes = itemsize * math.prod(shape[1:])
+    rows = max(1, min(shape[0], math.ceil(min_chunk_bytes / max(row_bytes, 1))))
+    return (rows, *shape[1:])
+
+
+class VideoGroup:
+    """One video's group: its attributes, its arrays, and the ``complete`` marker."""
+
+    def __init__(self, group: zarr.Group, video_id: str):
+        self.group = group
+        self.video_id = video_id
+
+    @property
+    def attrs(self) -> dict[str, Any]:
+        return dict(self.group.attrs)
+
+    @property
+    def complete(self) -> bool:
+        """True only when the attribute ``complete`` is JSON true: every array was written and checked."""
+        return self.group.attrs.get("complete") is True
+
+    @property
+    def n_frames(self) -> int:
+        return int(self.group.attrs["n_frames"])
+
+    def array_names(self) -> list[str]:
+        return sorted(name for name, _ in self.group.arrays())
+
+    def array(self, name: str) -> zarr.Array:
+        if name not in self.group:
+            raise StoreError(f"video {self.video_id!r} has no array {name!r}; it has {self.array_names()}")
+        return self.group[name]
+
+    def read(self, name: str) -> np.ndarray:
+        """The whole array ``name`` as a numpy array."""
+        return self.array(name)[...]
+
+    def dask(self, name: str):
+        """Array ``name`` as a lazy dask array, one dask chunk per stored chunk (nothing read until computed)."""
+        import dask.array as da
+
+        return da.from_zarr(self.array(name))
+
+    def write(self, name: str, data: np.ndarray, attrs: Mapping[str, Any]) -> None:
+        """Write (or replace) array ``name`` with JSON-serialisable ``attrs``."""
+        data = np.ascontiguousarray(data)
+        array = self.group.create_array(
+            name, shape=data.shape, dtype=data.dtype, chunks=chunk_rows(data.shape, data.dtype.itemsize),
+            compressors=None, attributes=dict(attrs), overwrite=True)
+        array[...] = data
+
+    def delete(self, name: str) -> None:
+        """Remove array ``name`` (e.g. a feature computed from data that was since replaced)."""
+        del self.group[name]
+
+    def set_attribute(self, name: str, value: Any) -> None:
+        """Set one JSON-serialisable group attribute (e.g. the ``words`` list)."""
+        self.group.attrs[name] = value
+
+    def set_complete(self, complete: bool) -> None:
+        self.group.attrs["complete"] = complete
+
+
+class FeatureStore:
+    """A store on a local path or fsspec URL. ``mode="r"`` reads; ``"a"`` creates it if needed and writes."""
+
+    def __init__(self, location: str, mode: str = "r"):
+        self.location = str(location)
+        try:
+            self.root = zarr.open_group(self.location, mode=mode, use_consolidated=False)
+        except (FileNotFoundError, zarr.errors.GroupNotFoundError) as exc:
+            raise StoreError(f"{self.location}: no feature store there") from exc
+        if mode != "r" and not self.root.attrs and not any(True for _ in self.root.members()):
+            self.root.attrs["format"] = STORE_FORMAT  # stamp only a new, empty root, never a foreign store
+        if self.root.attrs.get("format") != STORE_FORMAT:
+            raise StoreError(f"{self.location}: not an affectsync store (format attribute "
+                             f"{self.root.attrs.get('format')!r}, expected {STORE_FORMAT!r})")
+        self.writable = mode != "r"
+
+    def _videos(self) -> zarr.Group | None:
+        if VIDEOS_GROUP in self.root:
+            return self.root[VIDEOS_GROUP]
+        return self.root.create_group(VIDEOS_GROUP) if self.writable else None
+
+    def video_ids(self) -> list[str]:
+        videos = self._videos()
+        return sorted(name for name, _ in videos.groups()) if videos is not None else []
+
+    def complete_n_frames(self) -> dict[str, int]:
+        """Video id -> T (frames) of every complete video (those a consumer may read), sorted by id."""
+        result = {}
+        for video_id in self.video_ids():
+            video = self.video(video_id)
+            if video.complete:
+                result[video_id] = video.n_frames
+        return result
+
+    def dask(self, name: str, video_ids: Sequence[str] | None = None):
+        """Feature ``name`` of ``video_ids`` (default: every complete video that has it) as one lazy dask array,
+        rows of the videos one after another in that order: for statistics over a whole store."""
+        import dask.array as da
+
+        if video_ids is None:
+            video_ids = [v for v in self.complete_n_frames() if name in self.video(v).array_names()]
+        if not video_ids:
+            raise StoreError(f"{self.location}: no complete video has {name!r}")
+        return da.concatenate([self.video(video_id).dask(name) for video_id in video_ids], axis=0)
+
+    def __contains__(self, video_id: str) -> bool:
+        videos = self._videos()
+        return videos is not None and video_id in videos
+
+    def video(self, video_id: str) -> VideoGroup:
+        if video_id not in self:
+            raise StoreError(f"{self.location}: no video {video_id!r}")
+        return VideoGroup(self._videos()[video_id], video_id)
+
+    def create_video(self, video_id: str, attrs: Mapping[str, Any]) -> VideoGroup:
+        """A new, empty group for ``video_id`` marked incomplete (``complete`` false until :meth:`set_complete`)."""
+        group = self._videos().create_group(video_id, attributes={**attrs, "complete": False})
+        return VideoGroup(group, video_id)
+
+    def delete_video(self, video_id: str) -> None:
+        del self._videos()[video_id]
+
+    def begin_writing(self, started_utc: str) -> None:
+        """Mark a write run's start; this rewrites the root metadata, dropping any consolidated copy (stale now)."""
+        self.root.attrs["last_write_started_utc"] = started_utc
+
+    def consolidate(self) -> None:
+        """Write consolidated metadata for remote readers (once, at the end of a run, from one process)."""
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # zarr warns that consolidation is not yet in the v3 spec
+            zarr.consolidate_metadata(self.location)

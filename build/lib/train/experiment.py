@@ -1,0 +1,230 @@
+"""One training run: labels aligned to a store, folds, one model per fold, and the run directory.
+
+``runs/<name>/`` (one fold) or ``runs/<name>/fold<k>/`` (``FOLDS`` > 1) each hold:
+``config.json`` (everything needed to rebuild the model and its inputs), ``model.pt`` (a plain state dict, loadable
+with ``torch.load(..., weights_only=True)``), ``normalisation.npz`` (per-modality mean/std fitted on the training
+videos), ``metrics.json`` (``{"epochs": [...], "final": {"train": {...}, "val": {...}}}``), ``training_curve.png``
+and ``predictions/<video_id>.csv`` for every labelled video (kept per fold for eval's fusion). With several folds,
+``runs/<name>/metrics.json`` lists each fold's final scores and their mean.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import logging
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from importlib import metadata
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from eval.metrics import mean_scores
+from features_store import FeatureStore
+from train.features import StoreFeatures, Standardiser
+from train.folds import Fold, make_folds
+from train.labels import LabelSet, fit_to_frames, load_labels
+from train.losses import LossConfig, au_pos_weight
+from train.loop import FoldData, OptimConfig, TrainResult, fit, pick_device, seed_everything
+from train.models import DEFAULT_MODEL, build_model, count_parameters, model_config_dict
+from train.plots import training_curve
+from train.predict import write_prediction_csvs
+from train.pseudo_labels import filter_inconsistent, fit_va_histograms, pseudo_va
+from train.tasks import TaskSpec, tasks_to_json
+from train.windows import WindowConfig
+
+LOG = logging.getLogger("affectsync.train")
+
+
+class TrainError(ValueError):
+    """A run cannot start: nothing to train on, a bad model setting, or the run directory is taken."""
+
+
+@dataclass(frozen=True)
+class ExperimentConfig:
+    """Everything a run depends on; written to ``config.json``."""
+
+    store: str
+    labels: str
+    features: tuple[str, ...] = ()
+    tasks: tuple[str, ...] | None = None
+    label_columns: Mapping[str, str] = field(default_factory=dict)
+    model: str = DEFAULT_MODEL
+    model_overrides: Mapping[str, Any] = field(default_factory=dict)
+    folds: int = 1
+    window: WindowConfig = WindowConfig()
+    optim: OptimConfig = OptimConfig()
+    loss: LossConfig = LossConfig()
+    filter_labels: bool = False
+    pseudo_labels: bool = False
+    device: str = "auto"
+
+
+def trainable_features(store: FeatureStore, video_ids: Sequence[str]) -> list[str]:
+    """The default FEATURES: per-frame (T, D) features present in every one of ``video_ids`` that are an
+    extractor's main output (so ``face_box`` or ``landmarks68``, geometry beside ``face_crop``, are left out)."""
+    def main_feature(array) -> bool:
+        attrs = array.attrs
+        return bool(attrs.get("per_frame")) and array.ndim == 2 and (
+            (attrs.get("provenance") or {}).get("feature") == array.basename)
+
+    common = None
+    for vid in video_ids:
+        video = store.video(vid)
+        names = {name for name in video.array_names() if main_feature(video.array(name))}
+        common = names if common is None else common & names
+    return sorted(common or ())
+
+
+def utc_now() -> str:
+    return datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def label_masks(fold: Fold, tasks: Mapping[str, TaskSpec], labels: Mapping[str, Mapping[str, np.ndarray]],
+                role: str) -> dict[str, dict[str, np.ndarray]]:
+    """video id -> task -> (T,) bool: valid labels of the videos that have ``role`` for that task in ``fold``."""
+    return {vid: {task: spec.valid(by_task[task]) & (fold.roles.get(task, {}).get(vid) == role)
+                  for task, spec in tasks.items()}
+            for vid, by_task in labels.items()}
+
+
+def tsav_label_rules(config: ExperimentConfig, tasks: Mapping[str, TaskSpec], labels: dict, masks: dict,
+                     train_ids: Sequence[str]) -> tuple[dict, dict]:
+    """TSAV (seed 004): drop inconsistent VA/EXPR frames and give EXPR-only frames VA pseudo-labels (training only)."""
+    if not ({"va", "expr"} <= tasks.keys() and (config.filter_labels or config.pseudo_labels)):
+        return labels, masks
+    labels = {vid: dict(by_task) for vid, by_task in labels.items()}
+    masks = {vid: dict(by_task) for vid, by_task in masks.items()}
+    classes = tasks["expr"].columns
+    if config.filter_labels:
+        for vid in train_ids:
+            keep = filter_inconsistent(labels[vid]["va"], labels[vid]["expr"], classes)
+            for task in ("va", "expr"):
+                masks[vid][task] = masks[vid][task] & keep
+    if config.pseudo_labels:
+        both = [(labels[v]["va"][masks[v]["va"] & masks[v]["expr"]], labels[v]["expr"][masks[v]["va"] & masks[v]["expr"]])
+                for v in train_ids]
+        rng = np.random.default_rng(config.optim.seed)
+        if not sum(len(va) for va, _ in both):
+            LOG.warning("pseudo-labels: no training frame has both VA and EXPR labels; no VA pseudo-labels made")
+            return labels, masks
+        histograms = fit_va_histograms(np.concatenate([va for va, _ in both]),
+                                       np.concatenate([expr for _, expr in both]), len(classes))
+        for vid in train_ids:
+            expr_only = masks[vid]["expr"] & ~tasks["va"].valid(labels[vid]["va"])
+            if expr_only.any():
+                va = labels[vid]["va"].copy()
+                va[expr_only] = pseudo_va(labels[vid]["expr"][expr_only], histograms, rng=rng)
+                labels[vid]["va"] = va
+                masks[vid]["va"] = masks[vid]["va"] | (expr_only & tasks["va"].valid(va))
+    return labels, masks
+
+
+class Experiment:
+    """Loads the store and labels once (labels aligned to the store's frames, features, folds), then trains each
+    fold into ``run_dir``. Without a ``run_dir`` it only prepares the data (e.g. for the Keras dataset)."""
+
+    def __init__(self, config: ExperimentConfig, run_dir: Path | None = None, progress: bool = True):
+        self.config = config
+        self.run_dir = run_dir
+        self.progress = progress
+        self.device = pick_device(config.device)
+        self.store = FeatureStore(config.store)
+        self.label_set: LabelSet = load_labels(config.labels, config.tasks, config.label_columns or None)
+        complete = self.store.complete_n_frames()
+        self.labels, self.label_messages = fit_to_frames(self.label_set, complete)
+        if not self.labels:
+            raise TrainError(f"no labelled video of {config.labels} is in the store {config.store} "
+                             f"(labels name {len(self.label_set.video_ids())} videos, the store has {len(complete)})")
+        self.video_ids = sorted(self.labels)
+        self.tasks = self.label_set.tasks
+        features = list(config.features) or trainable_features(self.store, self.video_ids)
+        self.features = StoreFeatures(self.store, features, self.video_ids)
+        labelled = {task: [vid for vid in self.video_ids if spec.valid(self.labels[vid][task]).any()]
+                    for task, spec in self.tasks.items()}
+        self.folds = make_folds(labelled, self.label_set.splits, config.folds)
+        try:  # a wrong --set field or model name fails now, not after the data is loaded into a fold
+            build_model(config.model, self.features.modality_dims, list(self.tasks.values()),
+                        **dict(config.model_overrides))
+        except ValueError as exc:
+            raise TrainError(f"model {config.model!r}: {exc}") from exc
+
+    def fold_dir(self, fold: Fold) -> Path:
+        return self.run_dir if len(self.folds) == 1 else self.run_dir / f"fold{fold.index}"
+
+    def run(self) -> Path:
+        """Train every fold; returns the run directory (which must not exist yet, or be empty)."""
+        if self.run_dir is None:
+            raise TrainError("no run directory given")
+        if self.run_dir.exists() and any(self.run_dir.iterdir()):
+            raise TrainError(f"{self.run_dir} already holds a run; choose another name (NAME=/--name)")
+        self.run_dir.mkdir(parents=True, exist_ok=True)
+        summaries = [self.train_fold(fold) for fold in self.folds]
+        if len(self.folds) > 1:
+            summary = {"folds": [{"fold": f.index, **s} for f, s in zip(self.folds, summaries)],
+                       "final": {role: mean_scores([s[role] for s in summaries]) for role in ("train", "val")}}
+            (self.run_dir / "metrics.json").write_text(json.dumps(summary, indent=2))
+        return self.run_dir
+
+    def train_fold(self, fold: Fold) -> dict[str, dict[str, float]]:
+        out = self.fold_dir(fold)
+        out.mkdir(parents=True, exist_ok=True)
+        train_ids, val_ids = fold.videos("train"), fold.videos("val")
+        if not train_ids:
+            raise TrainError(f"fold {fold.index} has no training video (labelled videos: {self.video_ids})")
+        standardiser = self.features.fit_standardiser(train_ids)  # every video with a training role, any task
+        train_masks = label_masks(fold, self.tasks, self.labels, "train")
+        val_masks = label_masks(fold, self.tasks, self.labels, "val")  # as loaded: pseudo-labels never score
+        labels, train_masks = tsav_label_rules(self.config, self.tasks, self.labels, train_masks, train_ids)
+        pos_weight = None
+        if "au" in self.tasks:
+            rows = np.concatenate([self.labels[v]["au"][train_masks[v]["au"]] for v in train_ids])
+            pos_weight = au_pos_weight(rows).astype(np.float32)
+        data = FoldData(self.features, self.tasks, labels, train_masks, val_masks, train_ids, val_ids, pos_weight)
+        seed_everything(self.config.optim.seed + fold.index)  # the initial weights too are reproducible
+        model = build_model(self.config.model, self.features.modality_dims, list(self.tasks.values()),
+                            **dict(self.config.model_overrides))
+        LOG.info("fold %d: %d training and %d validation videos, model %s with %d parameters", fold.index,
+                 len(train_ids), len(val_ids), self.config.model, count_parameters(model))
+        result = fit(model, data, self.config.window, self.config.optim, self.config.loss, self.device,
+                     self.progress)
+        self.save(out, fold, result, standardiser, train_ids, val_ids)
+        return result.final
+
+    def save(self, out: Path, fold: Fold, result: TrainResult, standardiser: Standardiser,
+             train_ids: list[str], val_ids: list[str]) -> None:
+        torch.save({k: v.detach().cpu() for k, v in result.model.state_dict().items()}, out / "model.pt")
+        standardiser.save(out / "normalisation.npz")
+        config = {
+            "affectsync_version": metadata.version("affectsync"),
+            "created_utc": utc_now(),
+            "store": self.config.store,
+            "labels": self.config.labels,
+            "label_columns": dict(self.config.label_columns),
+            "features": self.features.features,
+            "modalities": self.features.modalities,
+            "modality_dims": self.features.modality_dims,
+            "tasks": tasks_to_json(self.tasks),
+            "model": model_config_dict(result.model),
+            "parameters": count_parameters(result.model),
+            "window": dataclasses.asdict(self.config.window),
+            "optim": dataclasses.asdict(self.config.optim),
+            "loss": dataclasses.asdict(self.config.loss),
+            "filter_labels": self.config.filter_labels,
+            "pseudo_labels": self.config.pseudo_labels,
+            "fold": {"index": fold.index, "of": len(self.folds), "train": train_ids, "val": val_ids,
+                     "roles": {task: dict(by_video) for task, by_video in fold.roles.items()}},
+            "label_messages": self.label_messages,
+            "device": str(self.device),
+        }
+        (out / "config.json").write_text(json.dumps(config, indent=2))
+        metrics = {"epochs": result.epochs, "final": result.final, "best_epoch": result.best_epoch,
+                   "selected_on": result.selected_on}
+        (out / "metrics.json").write_text(json.dumps(metrics, indent=2))
+        training_curve(result.epochs, result.best_epoch, out / "training_curve.png",
+                       f"{self.config.model} on {'+'.join(self.features.features)} (fold {fold.index})")
+        write_prediction_csvs(result.predictions, self.tasks, out / "predictions")

@@ -1,0 +1,187 @@
+"""Selected features of a store, grouped by modality, standardised, ready to cut into windows.
+
+A feature's modality is named by its validity array (``audio_valid`` -> ``audio``, ``face_valid`` -> ``face``,
+``word_valid`` -> ``word``); features of one modality are concatenated column-wise, in the order given, so fusion models
+see one input per modality. Only per-frame features (T rows) can be trained on.
+
+Data loading must never be what a training step waits for: when the selected features fit comfortably in RAM they are
+read once, standardised once and sliced from memory; otherwise each window is read from the store chunk-wise.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import psutil
+
+from features_store import FeatureStore, StoreError
+
+LOG = logging.getLogger("affectsync.train")
+
+RAM_FRACTION = 0.5
+"""Features are held in RAM when raw plus standardised copies take at most this fraction of the available memory."""
+
+
+class FeatureError(ValueError):
+    """A requested feature is missing from a video or cannot be trained on."""
+
+
+def modality_of(attrs: Mapping) -> str:
+    """The modality of a stored feature: its validity array's name without ``_valid`` (else ``other``)."""
+    validity = attrs.get("validity")
+    return validity[: -len("_valid")] if isinstance(validity, str) and validity.endswith("_valid") else "other"
+
+
+@dataclass
+class Standardiser:
+    """Per-column mean and standard deviation of each modality, fitted on training frames only."""
+
+    mean: dict[str, np.ndarray]
+    std: dict[str, np.ndarray]
+
+    def apply(self, modality: str, rows: np.ndarray, valid: np.ndarray | None = None) -> np.ndarray:
+        """(rows - mean) / std as float32; rows whose modality is invalid stay zeros."""
+        out = (rows - self.mean[modality]) / self.std[modality]
+        if valid is not None:
+            out[~valid] = 0.0
+        return out.astype(np.float32, copy=False)
+
+    def save(self, path: Path) -> None:
+        arrays = {f"{m}.mean": v for m, v in self.mean.items()} | {f"{m}.std": v for m, v in self.std.items()}
+        np.savez(path, **arrays)
+
+    @classmethod
+    def load(cls, path: Path) -> Standardiser:
+        with np.load(path, allow_pickle=False) as data:
+            mean = {k[: -len(".mean")]: data[k] for k in data.files if k.endswith(".mean")}
+            std = {k[: -len(".std")]: data[k] for k in data.files if k.endswith(".std")}
+        return cls(mean, std)
+
+
+class StoreFeatures:
+    """The chosen ``features`` of ``video_ids`` in a store, per modality, in RAM or read per window.
+
+    ``modalities`` maps modality -> its feature names; ``modality_dims`` modality -> concatenated width;
+    ``n_frames`` video id -> T. :meth:`rows` returns standardised float32 rows once :attr:`standardiser` is set.
+    """
+
+    def __init__(self, store: FeatureStore, features: Sequence[str], video_ids: Sequence[str],
+                 in_memory: bool | None = None):
+        if not features:
+            raise FeatureError("no features selected (FEATURES=a,b,...)")
+        if not video_ids:
+            raise FeatureError(f"{store.location}: no complete video to read features from")
+        self.store = store
+        self.features = list(features)
+        self.video_ids = list(video_ids)
+        self.n_frames = {vid: store.video(vid).n_frames for vid in self.video_ids}
+        self._arrays = {vid: self._open_arrays(vid) for vid in self.video_ids}
+        self.modalities, self.modality_dims, self.validity = self._describe()
+        self.standardiser: Standardiser | None = None
+        n_bytes = sum(self.n_frames.values()) * sum(self.modality_dims.values()) * 4
+        budget = RAM_FRACTION * psutil.virtual_memory().available
+        # raw rows are kept beside the standardised ones so that each fold can refit its own statistics
+        self.in_memory = 2 * n_bytes <= budget if in_memory is None else in_memory
+        LOG.info("features %s: %.1f MB for %d videos, %s", self.features, n_bytes / 1e6, len(self.video_ids),
+                 "held in RAM" if self.in_memory else "read per window")
+        self._raw: dict[str, dict[str, np.ndarray]] = {}
+        self._normalised: dict[str, dict[str, np.ndarray]] = {}
+        self._valid: dict[str, dict[str, np.ndarray]] = {}
+        if self.in_memory:
+            for vid in self.video_ids:
+                self._raw[vid] = {m: self._read(vid, m, slice(None)) for m in self.modalities}
+
+    def _open_arrays(self, video_id: str) -> dict:
+        """The video's feature arrays (zarr handles, opened once), checked: complete, present, per-frame, T rows."""
+        video = self.store.video(video_id)
+        if not video.complete:
+            raise FeatureError(f"{self.store.location}: video {video_id!r} is not complete; re-run extraction")
+        arrays = {}
+        for feature in self.features:
+            try:
+                array = video.array(feature)
+            except StoreError as exc:
+                raise FeatureError(f"{self.store.location}: video {video_id!r} has no feature {feature!r} "
+                                   f"(extract it with --features {feature})") from exc
+            if not array.attrs.get("per_frame") or array.ndim != 2:
+                raise FeatureError(f"feature {feature!r} is not a per-frame (T, D) array (shape {array.shape}); "
+                                   f"only per-frame features can be trained on")
+            if array.shape[0] != self.n_frames[video_id]:
+                raise FeatureError(f"{self.store.location}: video {video_id!r}: {feature!r} has {array.shape[0]} "
+                                   f"rows, expected T={self.n_frames[video_id]} (run python -m features_store verify)")
+            arrays[feature] = array
+        return arrays
+
+    def _describe(self) -> tuple[dict[str, list[str]], dict[str, int], dict[str, str | None]]:
+        modalities: dict[str, list[str]] = {}
+        dims: dict[str, int] = {}
+        validity: dict[str, str | None] = {}
+        for feature in self.features:
+            widths = {arrays[feature].shape[1] for arrays in self._arrays.values()}
+            if len(widths) > 1:
+                raise FeatureError(f"feature {feature!r} has different widths across videos: {sorted(widths)}")
+            attrs = dict(self._arrays[self.video_ids[0]][feature].attrs)
+            modality = modality_of(attrs)
+            modalities.setdefault(modality, []).append(feature)
+            dims[modality] = dims.get(modality, 0) + widths.pop()
+            validity[modality] = attrs.get("validity")
+        return modalities, dims, validity
+
+    def _read(self, video_id: str, modality: str, frames: slice) -> np.ndarray:
+        parts = [self._arrays[video_id][name][frames] for name in self.modalities[modality]]
+        return np.concatenate(parts, axis=1).astype(np.float32, copy=False)
+
+    def valid(self, video_id: str, modality: str) -> np.ndarray:
+        """(T,) bool validity of ``modality`` in ``video_id`` (all True when the feature names none)."""
+        cache = self._valid.setdefault(video_id, {})
+        if modality not in cache:
+            name = self.validity[modality]
+            cache[modality] = (self.store.video(video_id).read(name) if name is not None
+                               else np.ones(self.n_frames[video_id], bool))
+        return cache[modality]
+
+    def fit_standardiser(self, train_ids: Sequence[str]) -> Standardiser:
+        """Fit per-column mean/std on the valid frames of ``train_ids`` only (a dask reduction over the stored
+        chunks, in float64), and use it from now on."""
+        import dask
+        import dask.array as da
+
+        mean, std = {}, {}
+        for modality, dim in self.modality_dims.items():
+            parts = []
+            for vid in train_ids:
+                video = self.store.video(vid)
+                rows = da.concatenate([video.dask(name) for name in self.modalities[modality]], axis=1)
+                parts.append(rows.astype(np.float64)[self.valid(vid, modality)])
+            rows = da.concatenate(parts, axis=0) if parts else da.zeros((0, dim))
+            total, total_sq = dask.compute(rows.sum(axis=0), np.square(rows).sum(axis=0))
+            count = max(sum(int(self.valid(vid, modality).sum()) for vid in train_ids), 1)
+            mu = total / count
+            var = np.maximum(total_sq / count - np.square(mu), 0.0)
+            mean[modality] = mu.astype(np.float32)
+            std[modality] = np.where(var > 1e-12, np.sqrt(var), 1.0).astype(np.float32)
+        self.use_standardiser(Standardiser(mean, std))
+        return self.standardiser
+
+    def use_standardiser(self, standardiser: Standardiser) -> None:
+        """Standardise with ``standardiser`` (in RAM: once, now)."""
+        self.standardiser = standardiser
+        if self.in_memory:
+            self._normalised = {}  # release the previous fold's copy before building this one
+            self._normalised = {
+                vid: {m: standardiser.apply(m, rows, self.valid(vid, m)) for m, rows in by_modality.items()}
+                for vid, by_modality in self._raw.items()}
+
+    def rows(self, video_id: str, start: int, stop: int) -> dict[str, np.ndarray]:
+        """Standardised rows ``start:stop`` of each modality: modality -> (stop - start, D_m) float32."""
+        if self.standardiser is None:
+            raise RuntimeError("fit_standardiser or use_standardiser first")
+        if self.in_memory:
+            return {m: rows[start:stop] for m, rows in self._normalised[video_id].items()}
+        return {m: self.standardiser.apply(m, self._read(video_id, m, slice(start, stop)),
+                                           self.valid(video_id, m)[start:stop])
+                for m in self.modalities}

@@ -1,0 +1,153 @@
+"""Per-frame predictions of a trained model: windows over each video, overlapping windows averaged per frame.
+
+Outputs per task, averaged over every window that covers a frame: ``va`` (T, 2) values in [-1, 1]; ``expr`` (T, C)
+class probabilities; ``au`` (T, K) probabilities. :func:`write_prediction_csvs` turns them into one CSV per video,
+``<video_id>.csv`` with ``frame,<task columns>`` (``valence,arousal`` / ``expr`` as a class index / the AU names as 0/1).
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import re
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+
+import numpy as np
+import torch
+from tqdm import tqdm
+
+from features_store import FeatureStore
+from train.features import FeatureError, Standardiser, StoreFeatures
+from train.models import build_model
+from train.tasks import TASK_ORDER, TaskSpec, tasks_from_json
+from train.windows import WindowBatches, WindowConfig
+
+AU_THRESHOLD = 0.5
+
+
+def scoring_windows(config: WindowConfig) -> WindowConfig:
+    """Sliding windows for prediction: the training windows' length and hop (random sampling too: M3T predicts on
+    clips one hop apart)."""
+    return WindowConfig(length_frames=config.length_frames, hop_frames=config.hop_frames, sampling="sliding")
+
+
+def to_frame_outputs(task: str, output: torch.Tensor) -> torch.Tensor:
+    """A model's raw output for ``task`` as what is averaged over windows (values or probabilities)."""
+    if task == "expr":
+        return torch.softmax(output.float(), dim=-1)
+    if task == "au":
+        return torch.sigmoid(output.float())
+    return output.float()
+
+
+@torch.no_grad()
+def predict_frames(model: torch.nn.Module, features: StoreFeatures, video_ids: Sequence[str],
+                   window: WindowConfig, device: torch.device, batch_size: int = 16
+                   ) -> dict[str, dict[str, np.ndarray]]:
+    """video id -> task -> per-frame outputs (see the module docstring): VA values and class/AU probabilities (not
+    logits) averaged over the overlapping windows that cover each frame."""
+    model.eval()
+    sums: dict[str, dict[str, np.ndarray]] = {}
+    counts = {vid: np.zeros(features.n_frames[vid], np.float32) for vid in video_ids}
+    batches = WindowBatches(features, list(video_ids), scoring_windows(window), batch_size)
+    for batch in batches.batches():
+        inputs, frame_mask, _, _ = batch.to(device)
+        outputs = {task: to_frame_outputs(task, out).cpu().numpy() for task, out in model(inputs, frame_mask).items()}
+        for i, w in enumerate(batch.windows):
+            size = w.stop - w.start
+            counts[w.video_id][w.start:w.stop] += 1
+            by_task = sums.setdefault(w.video_id, {})
+            for task, out in outputs.items():
+                if task not in by_task:
+                    by_task[task] = np.zeros((features.n_frames[w.video_id], out.shape[-1]), np.float32)
+                by_task[task][w.start:w.stop] += out[i, :size]
+    return {vid: {task: total / counts[vid][:, None] for task, total in by_task.items()}
+            for vid, by_task in sums.items()}
+
+
+def decide(task: str, outputs: np.ndarray) -> np.ndarray:
+    """Per-frame decisions from averaged outputs: VA values, the EXPR class index, AU 0/1."""
+    if task == "expr":
+        return outputs.argmax(axis=-1)
+    if task == "au":
+        return (outputs >= AU_THRESHOLD).astype(np.int64)
+    return outputs
+
+
+def _as_text(decisions: np.ndarray) -> np.ndarray:
+    """(T, C) strings: floats with 6 decimals, integers as they are."""
+    decisions = decisions.reshape(len(decisions), -1)
+    return np.char.mod("%.6f" if decisions.dtype.kind == "f" else "%d", decisions)
+
+
+def write_prediction_csvs(predictions: Mapping[str, Mapping[str, np.ndarray]], tasks: Mapping[str, TaskSpec],
+                          out_dir: Path) -> list[Path]:
+    """One ``<video_id>.csv`` per video in ``out_dir``: header ``frame,<task columns>``, one row per frame."""
+    out_dir.mkdir(parents=True, exist_ok=True)
+    written = []
+    for vid, by_task in predictions.items():
+        ordered = [t for t in TASK_ORDER if t in by_task and t in tasks]
+        columns = [c for t in ordered for c in tasks[t].prediction_columns]
+        cells = [_as_text(decide(t, by_task[t])) for t in ordered]
+        path = out_dir / f"{vid}.csv"
+        tmp = path.with_suffix(".csv.tmp")
+        with tmp.open("w", newline="") as handle:
+            writer = csv.writer(handle)
+            writer.writerow(["frame", *columns])
+            for frame, row in enumerate(np.concatenate(cells, axis=1).tolist()):
+                writer.writerow([frame, *row])
+        tmp.replace(path)
+        written.append(path)
+    return written
+
+
+def model_dirs(run_dir: Path, marker: str = "model.pt") -> list[Path]:
+    """The model directories of a run: the run itself (one fold) or its ``fold<k>`` folders, those holding
+    ``marker``, in fold order."""
+    if (run_dir / marker).is_file():
+        return [run_dir]
+    folds = sorted((p for p in run_dir.iterdir() if re.fullmatch(r"fold\d+", p.name) and (p / marker).is_file()),
+                   key=lambda p: int(p.name[4:])) if run_dir.is_dir() else []
+    if not folds:
+        raise FileNotFoundError(f"{run_dir}: no {marker} here or in fold*/ (is it a run directory of python -m "
+                                f"train?)")
+    return folds
+
+
+def load_trained(model_dir: Path, device: torch.device) -> tuple[torch.nn.Module, dict, dict[str, TaskSpec],
+                                                                  Standardiser]:
+    """The model of ``model_dir`` (weights loaded with ``weights_only=True``), its config, tasks and standardiser."""
+    config = json.loads((model_dir / "config.json").read_text())
+    tasks = tasks_from_json(config["tasks"])
+    model_config = config["model"]
+    model = build_model(model_config["name"], model_config["modality_dims"], list(tasks.values()),
+                        **model_config["config"])
+    model.load_state_dict(torch.load(model_dir / "model.pt", map_location="cpu", weights_only=True))
+    model.to(device)
+    return model, config, tasks, Standardiser.load(model_dir / "normalisation.npz")
+
+
+def predict_store(run_dir: Path, store_location: str, out_dir: Path, device: torch.device,
+                  progress: bool = True) -> list[Path]:
+    """Predict every complete video of a store with each model of ``run_dir``; CSVs in ``out_dir`` (``fold<k>/``
+    sub-folders for a multi-fold run: fusing folds is eval's job). Videos lacking a feature the model needs are an
+    error naming them."""
+    store = FeatureStore(store_location)
+    video_ids = list(store.complete_n_frames())
+    written = []
+    dirs = model_dirs(run_dir)
+    features = None
+    for model_dir in tqdm(dirs, desc="models", disable=not progress or len(dirs) == 1):
+        model, config, tasks, standardiser = load_trained(model_dir, device)
+        if features is None or features.features != config["features"]:
+            features = StoreFeatures(store, config["features"], video_ids)
+        if features.modality_dims != config["modality_dims"]:
+            raise FeatureError(f"{store_location}: feature widths {features.modality_dims} differ from the "
+                               f"model's {config['modality_dims']} ({model_dir})")
+        features.use_standardiser(standardiser)
+        window = WindowConfig(**config["window"])
+        predictions = predict_frames(model, features, video_ids, window, device, config["optim"]["batch_size"])
+        target = out_dir if len(dirs) == 1 else out_dir / model_dir.name
+        written += write_prediction_csvs(predictions, tasks, target)
+    return written

@@ -1,0 +1,39 @@
+"""A store consumer's install: a fresh virtualenv with affectsync's core dependencies only (no extras: zarr, numpy,
+dask, fsspec from the package registry) opens, verifies, lists and reads the sample store, torch and the
+extractors nowhere in sight."""
+
+from __future__ import annotations
+
+import subprocess
+import venv
+from pathlib import Path
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+
+
+def test_core_install_reads_a_store(sample_store, tmp_path):
+    env_dir = tmp_path / "consumer"
+    venv.create(env_dir, with_pip=True)
+    python = env_dir / "bin" / "python"
+    install = subprocess.run([str(python), "-m", "pip", "install", "--quiet", "--disable-pip-version-check",
+                              str(REPO_ROOT)], capture_output=True, text=True)
+    assert install.returncode == 0, install.stderr[-3000:]
+    script = f"""
+import importlib.util, sys
+import features_store
+from features_store.verify import verify_store
+store = features_store.open({sample_store.location!r})
+assert verify_store(store) == {{}}, verify_store(store)
+assert store.video_ids() == ["crema_d_1001_DFA_concat", "grid_id2_vcd_swwp2s"]
+total = store.dask("logmel").sum().compute()
+print("SHAPE", store.dask("logmel").shape)
+print("TOTAL", float(total))
+print("ABSENT", [m for m in ("torch", "av", "librosa", "transformers") if importlib.util.find_spec(m)])
+"""
+    result = subprocess.run([str(python), "-c", script], capture_output=True, text=True, cwd=tmp_path)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "ABSENT []" in result.stdout  # the consumer's environment has none of the extraction stack
+    expected = sum(float(sample_store.video(v).read("logmel").astype("float64").sum())
+                   for v in sample_store.video_ids())
+    total = float(next(line for line in result.stdout.splitlines() if line.startswith("TOTAL")).split()[1])
+    assert abs(total - expected) <= 1e-3 * abs(expected)
