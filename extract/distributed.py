@@ -18,7 +18,7 @@ from pathlib import Path
 from tqdm import tqdm
 
 from extract.base import Extractor
-from extract.run import Extraction, RunReport, _now_utc, create_extractors, subject_video_ids
+from extract.run import Extraction, RunReport, now_utc, create_extractors, subject_video_ids
 from features_store.store import FeatureStore
 
 _EXTRACTORS: dict[DistributedRecipe, list[Extractor]] = {}
@@ -73,10 +73,11 @@ def run_distributed(paths: Sequence[Path], store: FeatureStore, recipe: Distribu
         cluster = LocalCluster(n_workers=workers, threads_per_worker=1, processes=True, dashboard_address=None)
         client = Client(cluster)
     report = RunReport()
-    store.begin_writing(_now_utc())
-    try:
-        futures = [client.submit(extract_video_task, recipe, store.location, video_id, str(path), pure=False,
-                                 key=f"extract-{video_id}") for video_id, path in ids.items()]
+    store.begin_writing(now_utc())
+    location = store.location if "://" in store.location else str(Path(store.location).resolve())
+    try:  # absolute paths: workers may run in another folder (or, on a shared filesystem, on another machine)
+        futures = [client.submit(extract_video_task, recipe, location, video_id, str(Path(path).resolve()),
+                                 pure=False, key=f"extract-{video_id}") for video_id, path in ids.items()]
         with tqdm(total=len(futures), desc="extract", unit="video", disable=not progress, file=sys.stderr) as bar:
             for future in as_completed(futures):
                 video_id, path, outcome, cause = future.result()

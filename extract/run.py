@@ -133,7 +133,7 @@ def _describe_failure(exc: Exception) -> str:
     return f"{type(exc).__name__}: {exc}"
 
 
-def _now_utc() -> str:
+def now_utc() -> str:
     return dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")
 
 
@@ -158,7 +158,7 @@ class Extraction:
         report_failure = report_failure or (lambda line: tqdm.write(line, file=sys.stderr))
         ids = subject_video_ids(paths, self.subject)
         report = RunReport()
-        self.store.begin_writing(_now_utc())
+        self.store.begin_writing(now_utc())
         bar = tqdm(ids.items(), desc="extract", unit="video", disable=not progress, file=sys.stderr)
         try:
             for video_id, path in bar:
@@ -188,7 +188,7 @@ class Extraction:
         is_new = video_id not in self.store
         if is_new:
             group = self.store.create_video(video_id, {**video_attributes(video, identity), "subject": self.subject,
-                                                       "created_utc": _now_utc()})
+                                                       "created_utc": now_utc()})
         else:
             group = self.store.video(video_id)
             group.set_complete(False)  # adding features: the group is partial until they are all written
@@ -207,11 +207,11 @@ class Extraction:
                 "units": "s", "per_frame": True,
                 "description": "presentation time of each decoded frame, from the container timestamps",
                 "provenance": {"extractor": "decode_video", "version": INGEST_VERSION, "parameters": {},
-                               "libraries": library_versions("affectsync", "av"), "created_utc": _now_utc()}})
+                               "libraries": library_versions("affectsync", "av"), "created_utc": now_utc()}})
         self._drop_stale_dependants(group, {extractor.name for extractor in todo})
         validity_written: set[str] = set()
         for extractor in todo:
-            provenance = {**extractor.provenance(), "created_utc": _now_utc()}
+            provenance = {**extractor.provenance(), "created_utc": now_utc()}
             for name, array in extractor.validity(video).items():  # shared by a modality's features: once
                 if name not in validity_written:
                     shared = {key: value for key, value in provenance.items() if key != "feature"}

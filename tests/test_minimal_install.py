@@ -4,6 +4,7 @@ extractors nowhere in sight."""
 
 from __future__ import annotations
 
+import shutil
 import subprocess
 import venv
 from pathlib import Path
@@ -12,11 +13,17 @@ REPO_ROOT = Path(__file__).resolve().parents[1]
 
 
 def test_core_install_reads_a_store(sample_store, tmp_path):
+    source = tmp_path / "affectsync"  # a copy: pip builds in the source tree, and the checkout stays clean
+    source.mkdir()
+    for name in ("pyproject.toml", "README.md"):
+        shutil.copy(REPO_ROOT / name, source / name)
+    for package in ("extract", "features_store", "train", "eval"):
+        shutil.copytree(REPO_ROOT / package, source / package, ignore=shutil.ignore_patterns("__pycache__"))
     env_dir = tmp_path / "consumer"
     venv.create(env_dir, with_pip=True)
     python = env_dir / "bin" / "python"
     install = subprocess.run([str(python), "-m", "pip", "install", "--quiet", "--disable-pip-version-check",
-                              str(REPO_ROOT)], capture_output=True, text=True)
+                              str(source)], capture_output=True, text=True)
     assert install.returncode == 0, install.stderr[-3000:]
     script = f"""
 import importlib.util, sys

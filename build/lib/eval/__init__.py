@@ -1,1 +1,0 @@
-"""affectsync evaluation (``python -m eval``): official ABAW metrics, fold fusion, submission files, reports."""

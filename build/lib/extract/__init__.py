@@ -1,1 +1,0 @@
-"""affectsync extractors: videos -> frame-synchronized features in a Zarr store (``python -m extract``)."""

@@ -1,1 +1,0 @@
-"""The visual half: face detection, tracking and subject selection (alignment, landmarks and embeddings follow)."""
