@@ -103,8 +103,10 @@ class FeatureStore:
 
     def __init__(self, location: str, mode: str = "r"):
         self.location = str(location)
+        # file:// is a local path (zarr's LocalStore creates folders; its fsspec route does not)
+        self._zarr_location = self.location.removeprefix("file://")
         try:
-            self.root = zarr.open_group(self.location, mode=mode, use_consolidated=False)
+            self.root = zarr.open_group(self._zarr_location, mode=mode, use_consolidated=False)
         except (FileNotFoundError, zarr.errors.GroupNotFoundError) as exc:
             raise StoreError(f"{self.location}: no feature store there") from exc
         if mode != "r" and not self.root.attrs and not any(True for _ in self.root.members()):
@@ -168,4 +170,4 @@ class FeatureStore:
         """Write consolidated metadata for remote readers (once, at the end of a run, from one process)."""
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")  # zarr warns that consolidation is not yet in the v3 spec
-            zarr.consolidate_metadata(self.location)
+            zarr.consolidate_metadata(self._zarr_location)

@@ -71,3 +71,12 @@ def test_remote_store_opened_read_only_cannot_change(s3_env):
     assert "extra" not in FeatureStore(url).video("grid_id2_vcd_swwp2s").array_names()
     with pytest.raises(StoreError, match="no feature store there"):
         open_store(f"s3://{BUCKET}/missing.zarr")
+
+
+def test_file_url_is_the_local_store(tmp_path, sample_store):
+    url = f"file://{tmp_path}/local.zarr"
+    report = run_extraction([SAMPLES / "grid_id2_vcd_swwp2s.mpg"], url, ["logmel"], progress=False)
+    assert report.extracted == ["grid_id2_vcd_swwp2s"]
+    np.testing.assert_array_equal(FeatureStore(str(tmp_path / "local.zarr")).video("grid_id2_vcd_swwp2s")
+                                  .read("logmel"), sample_store.video("grid_id2_vcd_swwp2s").read("logmel"))
+    assert open_store(url).dask("logmel").shape == (75, 200)
