@@ -160,7 +160,8 @@ def export_h5(store: FeatureStore, path: str | Path) -> None:
             _write_h5_attrs(group, video.attrs)
             for name in video.array_names():
                 array = video.array(name)
-                dataset = group.create_dataset(name, data=array[...], chunks=array.chunks if array.ndim else None)
+                chunks = tuple(min(c, n) for c, n in zip(array.chunks, array.shape)) if all(array.shape) else None
+                dataset = group.create_dataset(name, data=array[...], chunks=chunks)  # empty/0-d: contiguous
                 _write_h5_attrs(dataset, dict(array.attrs))
 
 
