@@ -84,6 +84,7 @@ def run_distributed(paths: Sequence[Path], store: FeatureStore, recipe: Distribu
                 report.add(video_id, Path(path), outcome, cause, report_failure)
                 bar.update()
     finally:
+        report.record(store)
         store.consolidate()
         client.close()
         if cluster is not None:

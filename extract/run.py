@@ -45,14 +45,24 @@ class RunReport:
     extracted: list[str] = field(default_factory=list)
     skipped: list[str] = field(default_factory=list)
     failed: dict[str, str] = field(default_factory=dict)
+    failures: list[dict[str, str]] = field(default_factory=list)
+    """The failures as the store records them: ``{"video_id", "source", "reason"}``."""
 
     def add(self, video_id: str, path: Path, outcome: str, cause: str | None,
             report_failure: Callable[[str], None]) -> None:
         if outcome == "failed":
-            self.failed[str(path)] = cause or "unknown failure"
-            report_failure(f"FAILED {path}: {cause}")
+            reason = cause or "unknown failure"
+            self.failed[str(path)] = reason
+            self.failures.append({"video_id": video_id, "source": str(path), "reason": reason})
+            report_failure(f"FAILED {path} (video {video_id}): {reason}")
         else:
             (self.extracted if outcome == "extracted" else self.skipped).append(video_id)
+
+    def record(self, store: FeatureStore) -> None:
+        """Update the store's root attribute ``failures``: this run's failures replace older entries of the same
+        videos, and videos this run extracted or found complete are no longer listed."""
+        settled = {*self.extracted, *self.skipped, *(f["video_id"] for f in self.failures)}
+        store.record_failures([f for f in store.failures() if f.get("video_id") not in settled] + self.failures)
 
 
 def discover_videos(inputs: Sequence[str | Path]) -> list[Path]:
@@ -165,6 +175,7 @@ class Extraction:
                 bar.set_postfix_str(video_id)
                 report.add(video_id, path, *self.try_one(video_id, path), report_failure)
         finally:
+            report.record(self.store)
             self.store.consolidate()
         return report
 

@@ -18,7 +18,10 @@ def _info(store: FeatureStore, as_json: bool) -> int:
     if as_json:
         print(json.dumps(description, indent=2))
         return 0
-    print(f"{store.location}: {description['n_videos']} videos, {description['n_complete']} complete")
+    print(f"{store.location}: {description['n_videos']} videos, {description['n_complete']} complete, "
+          f"{len(description['failures'])} failed")
+    for failure in description["failures"]:
+        print(f"  FAILED {failure['video_id']} ({failure['source']}): {failure['reason']}")
     for video_id, video in description["videos"].items():
         state = "complete" if video["complete"] else "PARTIAL"
         print(f"\n{video_id}  [{state}]  T={video['T']}  {video['duration_s']:.2f} s  "

@@ -52,5 +52,6 @@ def describe_store(store: FeatureStore) -> dict[str, Any]:
         "format": store.root.attrs.get("format"),
         "n_videos": len(videos),
         "n_complete": sum(v["complete"] for v in videos.values()),
+        "failures": store.failures(),
         "videos": videos,
     }

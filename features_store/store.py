@@ -166,6 +166,14 @@ class FeatureStore:
         """Mark a write run's start; this rewrites the root metadata, dropping any consolidated copy (stale now)."""
         self.root.attrs["last_write_started_utc"] = started_utc
 
+    def failures(self) -> list[dict[str, Any]]:
+        """The root attribute ``failures``: ``{"video_id", "source", "reason"}`` of each video whose last
+        extraction failed (empty when none did)."""
+        return list(self.root.attrs.get("failures") or [])
+
+    def record_failures(self, failures: list[dict[str, Any]]) -> None:
+        self.root.attrs["failures"] = failures
+
     def consolidate(self) -> None:
         """Write consolidated metadata for remote readers (once, at the end of a run, from one process)."""
         with warnings.catch_warnings():
