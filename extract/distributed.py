@@ -18,8 +18,8 @@ from pathlib import Path
 from tqdm import tqdm
 
 from extract.base import Extractor
-from extract.run import Extraction, RunReport, now_utc, create_extractors, subject_video_ids
-from features_store.store import FeatureStore
+from extract.run import Extraction, RunReport, create_extractors, subject_video_ids
+from features_store.store import FeatureStore, now_utc
 
 _EXTRACTORS: dict[DistributedRecipe, list[Extractor]] = {}
 """In a worker process: the extractors of each recipe seen, built on its first task (models load once)."""

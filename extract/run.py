@@ -7,7 +7,6 @@ one partial group, which the next run deletes and redoes; complete groups are sk
 
 from __future__ import annotations
 
-import datetime as dt
 import hashlib
 import json
 import re
@@ -22,7 +21,7 @@ from tqdm import tqdm
 from extract import registry
 from extract.base import Extractor, FeatureArray, VideoAttribute, library_versions
 from extract.ingest import AUDIO_SAMPLE_RATE_HZ, DecodedVideo, IngestError, decode_video
-from features_store.store import FeatureStore
+from features_store.store import FeatureStore, now_utc
 from features_store.verify import verify_video
 
 VIDEO_SUFFIXES = frozenset({".mp4", ".m4v", ".mov", ".avi", ".mkv", ".webm", ".flv", ".mpg", ".mpeg", ".ts",
@@ -141,10 +140,6 @@ def _describe_failure(exc: Exception) -> str:
     if isinstance(exc, (ExtractionError, OSError)):
         return str(exc)
     return f"{type(exc).__name__}: {exc}"
-
-
-def now_utc() -> str:
-    return dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")
 
 
 def _same_recipe(stored: dict[str, Any] | None, extractor: Extractor) -> bool:

@@ -85,9 +85,15 @@ class WeightsBundle(Protocol):
 
     def status(self, search_path: Sequence[Path] = ()) -> WeightsStatus: ...
 
+    def folder_path(self, search_path: Sequence[Path] = ()) -> Path: ...
+
 
 class _StatusFromPath:
-    """``provenance`` and ``status`` of a bundle, from its ``path``."""
+    """``provenance``, ``status`` and ``folder_path`` of a bundle, from its ``path``."""
+
+    def folder_path(self, search_path: Sequence[Path] = ()) -> Path:
+        """The folder a model library loads (the weights file's folder; a :class:`ModelFolder`'s own folder)."""
+        return self.path(search_path).parent
 
     def provenance(self, search_path: Sequence[Path] = ()) -> dict[str, Any]:
         path = self.path(search_path)

@@ -6,7 +6,6 @@ and write only when the plan has no conflict, so a refused merge or import chang
 
 from __future__ import annotations
 
-import datetime as dt
 import hashlib
 import json
 from collections.abc import Sequence
@@ -16,7 +15,7 @@ from typing import Any
 
 import numpy as np
 
-from features_store.store import STORE_FORMAT, FeatureStore, StoreError, VideoGroup
+from features_store.store import STORE_FORMAT, FeatureStore, StoreError, VideoGroup, now_utc
 
 H5_ATTRS_ENCODING = "json"
 """HDF5 attributes hold JSON text (h5py cannot hold nested lists and dicts); every value round-trips exactly."""
@@ -109,7 +108,7 @@ def merge(sources: Sequence[str], into: str) -> MergePlan:
     plan = plan_merge(source_stores, target)
     if plan.conflicts:
         raise InteropError("merge refused, nothing written: " + "; ".join(plan.conflicts))
-    target.begin_writing(_now_utc())
+    target.begin_writing(now_utc())
     for store, video_id in plan.new_videos:
         source = store.video(video_id)
         group = target.create_video(video_id, {k: v for k, v in source.attrs.items() if k != "complete"})
@@ -181,7 +180,7 @@ def import_h5(path: str | Path, into: str) -> list[str]:
         taken = [video_id for video_id in video_ids if video_id in target]
         if taken:
             raise InteropError(f"{path}: {into} already holds {', '.join(taken)}; nothing imported")
-        target.begin_writing(_now_utc())
+        target.begin_writing(now_utc())
         for video_id in video_ids:
             group_in = source["videos"][video_id]
             attrs = _read_h5_attrs(group_in.attrs)
@@ -216,7 +215,7 @@ def import_npy(folder: str | Path, into: str, fps: float | None = None) -> list[
     taken = [video_id for video_id in loaded if video_id in target]
     if taken:
         raise InteropError(f"{into} already holds {', '.join(taken)}; nothing imported")
-    target.begin_writing(_now_utc())
+    target.begin_writing(now_utc())
     for video_id, (frame_time, frame_time_origin, features) in loaded.items():
         duration_s = float(frame_time[-1] - frame_time[0]) + (float(np.median(np.diff(frame_time)))
                                                                if len(frame_time) > 1 else 0.0)
@@ -225,7 +224,7 @@ def import_npy(folder: str | Path, into: str, fps: float | None = None) -> list[
                                                                                     features.values()),
             "source_sha256": hashlib.sha256("".join(f[1]["sha256"] for f in features.values()).encode()).hexdigest(),
             "width": None, "height": None, "fps": fps, "n_frames": len(frame_time), "duration_s": duration_s,
-            "imported_from": "npy", "created_utc": _now_utc()})
+            "imported_from": "npy", "created_utc": now_utc()})
         group.write("frame_time", frame_time, {"units": "s", "per_frame": True, "provenance": _npy_provenance(
             frame_time_origin, {})})
         for name, (data, origin) in features.items():
@@ -264,9 +263,5 @@ def _file_origin(path: Path) -> dict[str, Any]:
 
 def _npy_provenance(origin: dict[str, Any], extra: dict[str, Any]) -> dict[str, Any]:
     return {"extractor": "import_npy", "version": "1", "parameters": {}, "source_file": origin,
-            "libraries": {"numpy": np.__version__}, "created_utc": _now_utc(), **extra}
-
-
-def _now_utc() -> str:
-    return dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")
+            "libraries": {"numpy": np.__version__}, "created_utc": now_utc(), **extra}
 

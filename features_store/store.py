@@ -16,6 +16,7 @@ Nothing in a store is pickled or executed; a consumer needs only zarr and numpy.
 
 from __future__ import annotations
 
+import datetime as dt
 import math
 import warnings
 from collections.abc import Mapping, Sequence
@@ -27,6 +28,11 @@ import zarr
 STORE_FORMAT = "affectsync-store/1"
 VIDEOS_GROUP = "videos"
 MIN_CHUNK_BYTES = 1 << 20
+
+
+def now_utc() -> str:
+    """The current UTC time, ISO 8601 to the second (provenance and write stamps)."""
+    return dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")
 
 
 class StoreError(RuntimeError):

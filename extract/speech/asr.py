@@ -72,10 +72,7 @@ class Transcriber(ABC):
         return {"backend": self.backend}
 
     def model_folder(self) -> str:
-        bundle = self.weights()
-        if isinstance(bundle, ModelFolder):
-            return str(bundle.folder_path(self.search_path))
-        return str(bundle.path(self.search_path).parent)
+        return str(self.weights().folder_path(self.search_path))
 
 
 class WhisperTranscriber(Transcriber):

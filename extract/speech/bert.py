@@ -59,10 +59,7 @@ class Bert(Extractor):
 
     @cached_property
     def _folder(self) -> str:
-        bundle = self.weights()["model"]
-        if isinstance(bundle, ModelFolder):
-            return str(bundle.folder_path(self.models_search_path))
-        return str(bundle.path().parent)
+        return str(self.weights()["model"].folder_path(self.models_search_path))
 
     @cached_property
     def device(self) -> str:
