@@ -52,7 +52,7 @@ def extract_video_task(recipe: DistributedRecipe, store_location: str, video_id:
     """Runs on a worker: (video id, path, outcome, cause of a failure)."""
     extraction = Extraction(FeatureStore(store_location, mode="a"), recipe.extractors(), recipe.overwrite,
                             recipe.subject)
-    return (video_id, path, *extraction.try_one(video_id, Path(path)))
+    return (video_id, path, *extraction.try_one(video_id, Path(path), wait=True))
 
 
 def worker_extractor_builds() -> int:
@@ -85,7 +85,6 @@ def run_distributed(paths: Sequence[Path], store: FeatureStore, recipe: Distribu
                 bar.update()
     finally:
         report.record(store)
-        store.consolidate()
         client.close()
         if cluster is not None:
             cluster.close()

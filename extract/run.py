@@ -2,15 +2,19 @@
 
 Per video: decode once, run the requested extractors, write every array with its provenance, check the group
 (:func:`features_store.verify.verify_video`), and only then write ``complete = true``. A run that dies leaves at most
-one partial group, which the next run deletes and redoes; complete groups are skipped.
+one partial group, which the next run deletes and redoes; complete groups are skipped. Each video's group is
+claimed while it is written (:mod:`features_store.claims`), so several runs can share a store.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
+import os
 import re
+import socket
 import sys
+import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -27,6 +31,8 @@ from features_store.verify import verify_video
 VIDEO_SUFFIXES = frozenset({".mp4", ".m4v", ".mov", ".avi", ".mkv", ".webm", ".flv", ".mpg", ".mpeg", ".ts",
                             ".mts", ".wmv", ".3gp", ".ogv"})
 INGEST_VERSION = "1"
+CLAIM_POLL_S = 1.0
+"""How often a run looks again at videos other writers hold, in seconds."""
 
 
 class ExtractionError(RuntimeError):
@@ -58,10 +64,14 @@ class RunReport:
             (self.extracted if outcome == "extracted" else self.skipped).append(video_id)
 
     def record(self, store: FeatureStore) -> None:
-        """Update the store's root attribute ``failures``: this run's failures replace older entries of the same
-        videos, and videos this run extracted or found complete are no longer listed."""
+        """Update the store's root attribute ``failures`` (this run's failures replace older entries of the same
+        videos; videos this run extracted or found complete are no longer listed) and consolidate the metadata,
+        holding the root claim so that concurrent writers' records are merged, not overwritten."""
         settled = {*self.extracted, *self.skipped, *(f["video_id"] for f in self.failures)}
-        store.record_failures([f for f in store.failures() if f.get("video_id") not in settled] + self.failures)
+        with store.updating_root():
+            store.record_failures([f for f in store.failures() if f.get("video_id") not in settled]
+                                  + self.failures)
+            store.consolidate()
 
 
 def discover_videos(inputs: Sequence[str | Path]) -> list[Path]:
@@ -133,6 +143,11 @@ def video_attributes(video: DecodedVideo, identity: dict[str, Any]) -> dict[str,
     }
 
 
+def _this_writer() -> dict[str, Any]:
+    """The group attribute ``extracted_by``: the host and process that wrote the group."""
+    return {"host": socket.gethostname(), "pid": os.getpid()}
+
+
 def _describe_failure(exc: Exception) -> str:
     """One line: the cause of an expected failure as is, the exception type too for anything unexpected."""
     if isinstance(exc, IngestError):
@@ -159,28 +174,51 @@ class Extraction:
 
     def run(self, paths: Sequence[Path], progress: bool = True,
             report_failure: Callable[[str], None] | None = None) -> RunReport:
-        """Extract every video; a failure becomes one line (file and cause) and the others still complete."""
+        """Extract every video; a failure becomes one line (file and cause) and the others still complete.
+
+        Videos another writer holds (see :mod:`features_store.claims`) are left for later; once the rest are
+        done, the run waits for them and then skips them (done there) or extracts them (their writer died)."""
         report_failure = report_failure or (lambda line: tqdm.write(line, file=sys.stderr))
-        ids = subject_video_ids(paths, self.subject)
+        pending = list(subject_video_ids(paths, self.subject).items())
         report = RunReport()
         self.store.begin_writing(now_utc())
-        bar = tqdm(ids.items(), desc="extract", unit="video", disable=not progress, file=sys.stderr)
+        bar = tqdm(total=len(pending), desc="extract", unit="video", disable=not progress, file=sys.stderr)
         try:
-            for video_id, path in bar:
-                bar.set_postfix_str(video_id)
-                report.add(video_id, path, *self.try_one(video_id, path), report_failure)
+            while pending:
+                held_elsewhere = []
+                for video_id, path in pending:
+                    bar.set_postfix_str(video_id)
+                    outcome, cause = self.try_one(video_id, path)
+                    if outcome == "claimed":
+                        held_elsewhere.append((video_id, path))
+                        continue
+                    report.add(video_id, path, outcome, cause, report_failure)
+                    bar.update()
+                if held_elsewhere:
+                    bar.set_postfix_str(f"waiting for {len(held_elsewhere)} videos other writers hold")
+                    time.sleep(CLAIM_POLL_S)
+                pending = held_elsewhere
         finally:
+            bar.close()
             report.record(self.store)
-            self.store.consolidate()
         return report
 
-    def try_one(self, video_id: str, path: Path) -> tuple[str, str | None]:
-        """(``"extracted"``, ``"skipped"`` or ``"failed"``, the cause of a failure): one bad video must not stop
-        the others."""
+    def try_one(self, video_id: str, path: Path, wait: bool = False) -> tuple[str, str | None]:
+        """(``"extracted"``, ``"skipped"``, ``"failed"`` or ``"claimed"``, a cause): one bad video must not stop
+        the others. The video's group is claimed first; ``"claimed"`` (with its holder) means another live writer
+        has it, unless ``wait``, which waits for it."""
+        claims = self.store.claims
+        while claims.try_claim(video_id) is None:
+            if not wait:
+                holder = claims.holder(video_id)
+                return "claimed", holder.describe() if holder else None
+            time.sleep(CLAIM_POLL_S)
         try:
             return ("extracted" if self.extract_one(video_id, path) else "skipped"), None
         except Exception as exc:  # noqa: BLE001
             return "failed", _describe_failure(exc)
+        finally:
+            claims.release(video_id)
 
     def extract_one(self, video_id: str, path: Path) -> bool:
         """Bring ``video_id`` up to date with the requested features; False when it already was (skipped)."""
@@ -194,10 +232,11 @@ class Extraction:
         is_new = video_id not in self.store
         if is_new:
             group = self.store.create_video(video_id, {**video_attributes(video, identity), "subject": self.subject,
-                                                       "created_utc": now_utc()})
+                                                       "created_utc": now_utc(), "extracted_by": _this_writer()})
         else:
             group = self.store.video(video_id)
             group.set_complete(False)  # adding features: the group is partial until they are all written
+            group.set_attribute("extracted_by", _this_writer())
         try:
             self._write_features(group, video, todo, with_frame_time=is_new)
         except Exception:
@@ -231,6 +270,9 @@ class Extraction:
         problems = verify_video(group, require_complete=False)
         if problems:
             raise ExtractionError("written group failed its check: " + "; ".join(problems))
+        if self.store.claims.lost(group.video_id):
+            raise ExtractionError("another writer took over this video's claim (this run's heartbeat lapsed); "
+                                  "its group is left to that writer")
         group.set_complete(True)
 
     @staticmethod

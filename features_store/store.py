@@ -19,7 +19,9 @@ from __future__ import annotations
 import datetime as dt
 import math
 import warnings
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from functools import cached_property
 from typing import Any
 
 import numpy as np
@@ -112,7 +114,9 @@ class FeatureStore:
         # file:// is a local path (zarr's LocalStore creates folders; its fsspec route does not)
         self._zarr_location = self.location.removeprefix("file://")
         try:
-            self.root = zarr.open_group(self._zarr_location, mode=mode, use_consolidated=False)
+            # a new root is written with its format stamp in one (atomic) write: a killed run leaves no bare root
+            self.root = zarr.open_group(self._zarr_location, mode=mode, use_consolidated=False,
+                                        attributes=None if mode == "r" else {"format": STORE_FORMAT})
         except (FileNotFoundError, zarr.errors.GroupNotFoundError) as exc:
             raise StoreError(f"{self.location}: no feature store there") from exc
         if mode != "r" and not self.root.attrs and not any(True for _ in self.root.members()):
@@ -168,9 +172,31 @@ class FeatureStore:
     def delete_video(self, video_id: str) -> None:
         del self._videos()[video_id]
 
+    @cached_property
+    def claims(self):
+        """This process's claims on the store's video groups and root (:mod:`features_store.claims`)."""
+        from features_store.claims import Claims
+
+        return Claims(self.root.store)
+
+    @contextmanager
+    def updating_root(self) -> Iterator[None]:
+        """Hold the root claim and re-read the root, so that root attributes written inside (``failures``,
+        consolidated metadata) start from what other writers stored, not from this process's old copy."""
+        from features_store.claims import ROOT_CLAIM
+
+        if self.claims.holds(ROOT_CLAIM):  # already inside (e.g. consolidating while recording failures)
+            yield
+            return
+        with self.claims.holding(ROOT_CLAIM):
+            self.root = zarr.open_group(self._zarr_location, mode="r+", use_consolidated=False)
+            yield
+
     def begin_writing(self, started_utc: str) -> None:
         """Mark a write run's start; this rewrites the root metadata, dropping any consolidated copy (stale now)."""
-        self.root.attrs["last_write_started_utc"] = started_utc
+        with self.updating_root():
+            self.root.attrs["last_write_started_utc"] = started_utc
+            self._videos()  # created here, once, not raced by writers' first videos
 
     def failures(self) -> list[dict[str, Any]]:
         """The root attribute ``failures``: ``{"video_id", "source", "reason"}`` of each video whose last
@@ -178,10 +204,11 @@ class FeatureStore:
         return list(self.root.attrs.get("failures") or [])
 
     def record_failures(self, failures: list[dict[str, Any]]) -> None:
+        """Replace the root attribute ``failures`` (inside :meth:`updating_root` when other writers may run)."""
         self.root.attrs["failures"] = failures
 
     def consolidate(self) -> None:
-        """Write consolidated metadata for remote readers (once, at the end of a run, from one process)."""
-        with warnings.catch_warnings():
+        """Write consolidated metadata for remote readers (at the end of a run, holding the root claim)."""
+        with self.updating_root(), warnings.catch_warnings():
             warnings.simplefilter("ignore")  # zarr warns that consolidation is not yet in the v3 spec
             zarr.consolidate_metadata(self._zarr_location)

@@ -3,18 +3,14 @@
 from __future__ import annotations
 
 import json
-import os
 import shutil
-import signal
 import subprocess
 import sys
-import time
-from pathlib import Path
 
 import numpy as np
 import pytest
 
-from conftest import REPO_ROOT, SAMPLES, make_click_video
+from conftest import REPO_ROOT, SAMPLES
 from extract.audio import LogMel, LogMelConfig, Mel64
 from extract.run import Extraction, ExtractionError
 from features_store import FeatureStore
@@ -99,51 +95,6 @@ def test_two_inputs_with_one_id_stop_before_any_work(tmp_path):
     assert result.returncode == 2
     assert str(tmp_path / "a" / "clip.mpg") in result.stderr and str(tmp_path / "b" / "clip.mpg") in result.stderr
     assert not store.exists()
-
-
-def _group_state(store: Path, video_id: str) -> bool | None:
-    """None when the group does not exist yet, else its ``complete`` attribute (read from zarr.json)."""
-    try:
-        return json.loads((store / "videos" / video_id / "zarr.json").read_text())["attributes"].get("complete")
-    except (FileNotFoundError, json.JSONDecodeError, KeyError):
-        return None
-
-
-@pytest.mark.slow
-def test_resume_after_a_run_killed_halfway(tmp_path):
-    inputs = tmp_path / "inputs"
-    inputs.mkdir()
-    ids = [f"clip{i}" for i in range(4)]
-    first = make_click_video(inputs / "clip0.mp4", audio_start_s=0.0)
-    for video_id in ids[1:]:
-        shutil.copy(first, inputs / f"{video_id}.mp4")
-    store = tmp_path / "s.zarr"
-    process = subprocess.Popen([sys.executable, "-m", "extract", str(inputs), "--store", str(store),
-                                "--no-progress"], cwd=REPO_ROOT, stderr=subprocess.PIPE, text=True)
-    killed_during = None
-    deadline = time.monotonic() + 120
-    while process.poll() is None and time.monotonic() < deadline and killed_during is None:
-        states = {video_id: _group_state(store, video_id) for video_id in ids}
-        partial = [v for v, s in states.items() if s is False]
-        if partial and any(states.values()):
-            process.send_signal(signal.SIGKILL)
-            killed_during = partial[0]
-        time.sleep(0.002)
-    process.wait(timeout=30)
-    assert killed_during is not None, "the run finished before it could be killed halfway"
-    store_after_kill = FeatureStore(str(store))
-    complete_before = [v for v in store_after_kill.video_ids() if store_after_kill.video(v).complete]
-    assert killed_during not in complete_before and complete_before
-    assert killed_during in verify_store(store_after_kill)  # the partial group is reported, never complete
-    stamps = {v: os.stat(store / "videos" / v / "logmel" / "zarr.json").st_mtime_ns for v in complete_before}
-
-    result = run_cli("extract", str(inputs), "--store", str(store), "--no-progress")
-    assert result.returncode == 0, result.stderr
-    assert f"{len(ids) - len(complete_before)} extracted, {len(complete_before)} already complete" in result.stderr
-    resumed = FeatureStore(str(store))
-    assert verify_store(resumed) == {} and all(resumed.video(v).complete for v in ids)
-    for video_id, stamp in stamps.items():  # complete groups were skipped, not rewritten
-        assert os.stat(store / "videos" / video_id / "logmel" / "zarr.json").st_mtime_ns == stamp
 
 
 def test_new_features_are_added_and_changed_parameters_need_overwrite(tmp_path):
