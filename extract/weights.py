@@ -6,7 +6,8 @@ Three kinds, one interface (``path``, ``provenance``, ``status`` given the model
 - :class:`UserWeights`: files users bring (the seeds' models), looked up by name in the models search path:
   ``--models DIR``, then ``$AFFECTSYNC_MODELS``, then ``models/`` under the working directory
   (:func:`models_search_path`). A missing file raises :class:`WeightsError` naming the file, where to put it and
-  where it comes from; a file whose sha256 differs from a pinned one is refused.
+  where it comes from; a file whose sha256 differs from a pinned one is refused. Users pin their own files with a
+  ``SHA256SUMS`` file (``sha256sum`` format) in the folder that holds them: a listed file that differs is refused.
 - :class:`ModelFolder`: a model that is a folder (a CTranslate2 Whisper, a Vosk model, a transformers BERT), given
   as a path or as a folder name in the models search path; its ``path`` is the folder's main weights file.
 
@@ -27,6 +28,8 @@ from typing import Any, Protocol
 
 MODELS_ENV = "AFFECTSYNC_MODELS"
 DEFAULT_MODELS_DIR = Path("models")
+PINS_FILE = "SHA256SUMS"
+"""Users' own pins, next to their weights: lines of ``<sha256>  <file name>`` (what ``sha256sum *.pth`` prints)."""
 
 
 class WeightsError(FileNotFoundError):
@@ -47,6 +50,18 @@ def file_sha256(path: Path) -> str:
     path = Path(path).resolve()
     stat = path.stat()
     return _cached_sha256(path, stat.st_size, stat.st_mtime_ns)
+
+
+def configured_sha256(weights_file: Path) -> str | None:
+    """The sha256 that ``SHA256SUMS`` in the file's folder lists for it (None when there is no such line)."""
+    pins = weights_file.parent / PINS_FILE
+    if not pins.is_file():
+        return None
+    for line in pins.read_text().splitlines():
+        digest, _, name = line.strip().partition(" ")
+        if name.strip().lstrip("*") == weights_file.name:  # "*" marks binary mode in sha256sum's output
+            return digest.lower()
+    return None
 
 
 def models_search_path(models_dir: str | Path | None = None) -> tuple[Path, ...]:
@@ -140,7 +155,7 @@ class UserWeights(_StatusFromPath):
     """A weights file the user brings, found by ``file_name`` in the models search path.
 
     ``source`` says where to get it, ``license`` under what terms; ``sha256``, when set, pins the published file
-    (another file of that name is refused).
+    (another file of that name is refused), and so does a ``SHA256SUMS`` line next to the file.
     """
 
     file_name: str
@@ -159,6 +174,10 @@ class UserWeights(_StatusFromPath):
                 if expected and not file_sha256(candidate).startswith(expected):
                     raise WeightsError(f"{candidate}: sha256 {file_sha256(candidate)} is not the expected "
                                        f"{expected}{'' if self.sha256 else '...'} ({self.source})")
+                pinned = configured_sha256(candidate)
+                if pinned and file_sha256(candidate) != pinned:
+                    raise WeightsError(f"{candidate}: sha256 {file_sha256(candidate)} is not the {pinned} that "
+                                       f"{candidate.parent / PINS_FILE} lists for it")
                 return candidate
         pinned = (f"sha256 {self.sha256}" if self.sha256 else f"sha256 {self.sha256_prefix}..." if self.sha256_prefix
                   else "its sha256 is recorded when it is first used")

@@ -31,6 +31,9 @@ def _info(store: FeatureStore, as_json: bool) -> int:
         if video["n_words"] is not None:
             print(f"  words: {video['n_words']} (group attribute 'words')")
         for name, array in video["arrays"].items():
+            if "error" in array:
+                print(f"  {name:<16} {array['error']}")
+                continue
             shape = "x".join(map(str, array["shape"]))
             print(f"  {name:<16} {shape:<14} {array['dtype']:<8} {array['extractor'] or ''}")
     return 0

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from features_store.store import FeatureStore, VideoGroup
+from features_store.store import FeatureStore, StoreError, VideoGroup
 
 _VIDEO_ATTRS = ("width", "height", "fps", "fps_nominal", "fps_average", "duration_s", "audio_offset_s",
                 "audio_reason", "created_utc")
@@ -21,7 +21,11 @@ def describe_video(video: VideoGroup) -> dict[str, Any]:
     arrays: dict[str, Any] = {}
     features: dict[str, Any] = {}
     for name in video.array_names():
-        array = video.array(name)
+        try:
+            array = video.array(name)
+        except StoreError as exc:  # a refused or unreadable array is described, not fatal (verify reports it)
+            arrays[name] = {"error": str(exc)}
+            continue
         provenance = array.attrs.get("provenance") or {}
         arrays[name] = {"shape": list(array.shape), "dtype": str(array.dtype),
                         "extractor": provenance.get("extractor")}

@@ -4,7 +4,7 @@ Layout (see design.md)::
 
     store.zarr/                      attrs: format
       videos/<video_id>/             attrs: source_name, source_size_bytes, source_sha256, width, height, fps, ...,
-                                            complete (JSON true, written last)
+                                            manifest and complete (JSON true), written last, in one write
         frame_time (T,) float64      presentation time of each decoded frame, seconds
         <modality>_valid (T,) bool   validity per modality; invalid rows of its features are zeros
         <feature> (T, D) ...         one plain array per feature, attrs: provenance, columns, ...
@@ -17,6 +17,7 @@ Nothing in a store is pickled or executed; a consumer needs only zarr and numpy.
 from __future__ import annotations
 
 import datetime as dt
+import json
 import math
 import warnings
 from collections.abc import Iterator, Mapping, Sequence
@@ -30,6 +31,8 @@ import zarr
 STORE_FORMAT = "affectsync-store/1"
 VIDEOS_GROUP = "videos"
 MIN_CHUNK_BYTES = 1 << 20
+SAFE_CODECS = frozenset({"bytes", "transpose", "crc32c", "zstd", "gzip", "blosc", "sharding_indexed"})
+"""Codecs that decode bytes to numbers and nothing else (pickle-based object codecs are never read)."""
 
 
 def now_utc() -> str:
@@ -46,6 +49,27 @@ def chunk_rows(shape: tuple[int, ...], itemsize: int, min_chunk_bytes: int = MIN
     row_bytes = itemsize * math.prod(shape[1:])
     rows = max(1, min(shape[0], math.ceil(min_chunk_bytes / max(row_bytes, 1))))
     return (rows, *shape[1:])
+
+
+def _child_metadata(group: zarr.Group) -> dict[str, dict[str, Any]]:
+    """Child name -> its zarr.json as plain JSON (children whose metadata is missing or not JSON are left out)."""
+    from zarr.core.buffer import default_buffer_prototype
+    from zarr.core.sync import sync
+
+    store, prefix = group.store, f"{group.path}/" if group.path else ""
+
+    async def read_all() -> dict[str, dict[str, Any]]:
+        found = {}
+        async for name in store.list_dir(prefix):
+            buffer = await store.get(f"{prefix}{name}/zarr.json", prototype=default_buffer_prototype())
+            if buffer is not None:
+                try:
+                    found[name] = json.loads(buffer.to_bytes())
+                except ValueError:
+                    continue
+        return found
+
+    return sync(read_all())
 
 
 class VideoGroup:
@@ -68,13 +92,29 @@ class VideoGroup:
     def n_frames(self) -> int:
         return int(self.group.attrs["n_frames"])
 
+    def array_metadata(self) -> dict[str, dict[str, Any]]:
+        """Array name -> its zarr.json as plain JSON (``data_type``, ``shape``, ``codecs``...), sorted by name:
+        read without zarr's parsing, so an array zarr cannot open is still listed (:meth:`array` says why)."""
+        return {name: metadata for name, metadata in sorted(_child_metadata(self.group).items())
+                if metadata.get("node_type") == "array"}
+
     def array_names(self) -> list[str]:
-        return sorted(name for name, _ in self.group.arrays())
+        return list(self.array_metadata())
 
     def array(self, name: str) -> zarr.Array:
+        """Array ``name``; a :class:`StoreError` when it is missing, or stored with a codec or dtype that could run
+        code or is not plain data (stores from elsewhere are not trusted: nothing is ever unpickled)."""
         if name not in self.group:
             raise StoreError(f"video {self.video_id!r} has no array {name!r}; it has {self.array_names()}")
-        return self.group[name]
+        try:
+            array = self.group[name]
+        except (ValueError, KeyError, TypeError) as exc:  # zarr's metadata and codec errors are ValueErrors
+            raise StoreError(f"{self.video_id}/{name}: refused, unreadable metadata ({exc})") from exc
+        codecs = {codec.to_dict()["name"] for codec in array.metadata.codecs}
+        if codecs - SAFE_CODECS or array.dtype.kind not in "biuf":
+            raise StoreError(f"{self.video_id}/{name}: refused, stored as {array.dtype} with codecs "
+                             f"{sorted(codecs)} (affectsync reads only numeric arrays with {sorted(SAFE_CODECS)})")
+        return array
 
     def read(self, name: str) -> np.ndarray:
         """The whole array ``name`` as a numpy array."""
@@ -91,7 +131,8 @@ class VideoGroup:
         data = np.ascontiguousarray(data)
         array = self.group.create_array(
             name, shape=data.shape, dtype=data.dtype, chunks=chunk_rows(data.shape, data.dtype.itemsize),
-            compressors=None, attributes=dict(attrs), overwrite=True)
+            compressors=None, attributes=dict(attrs), overwrite=True,
+            config={"write_empty_chunks": True})  # every chunk on disk: a missing one is damage verify can see
         array[...] = data
 
     def delete(self, name: str) -> None:
@@ -103,7 +144,15 @@ class VideoGroup:
         self.group.attrs[name] = value
 
     def set_complete(self, complete: bool) -> None:
-        self.group.attrs["complete"] = complete
+        """The commit marker. ``True`` also records the ``manifest`` (each array's dtype and shape as committed)
+        in the same metadata write, so :func:`~features_store.verify.verify_video` can tell a later loss or change
+        of an array from the group as it was written."""
+        if not complete:
+            self.group.attrs["complete"] = False
+            return
+        manifest = {name: {"dtype": str(array.dtype), "shape": list(array.shape)} for name, array in
+                    sorted(self.group.arrays())}
+        self.group.attrs.update({"manifest": manifest, "complete": True})
 
 
 class FeatureStore:

@@ -4,7 +4,10 @@ Array attributes that drive the checks (written by the extractors):
 ``per_frame`` (rows == T), ``time_axis`` (rows == rows of the named axis array), ``validity`` (name of the validity
 array whose False rows must be zeros), ``indexes`` (values are row indices into the named array),
 ``indexes_attribute`` (values index the named list attribute of the group, -1 for none; items with ``start`` and
-``end`` must span the frame time), ``provenance``.
+``end`` must span the frame time), ``provenance``. Group attributes: ``complete`` (the commit marker) and
+``manifest`` (each array's dtype and shape at commit: arrays lost, added or changed since are reported; groups with
+one have every chunk on disk, so a missing chunk is reported too). Validity arrays must be bool, index arrays
+integers. Arrays are read in blocks of whole chunks; a store is never trusted to hold anything but numbers.
 """
 
 from __future__ import annotations
@@ -18,6 +21,10 @@ REQUIRED_VIDEO_ATTRS = ("source_name", "source_size_bytes", "source_sha256", "n_
 REQUIRED_PROVENANCE_KEYS = ("extractor", "version", "parameters", "libraries", "created_utc")
 
 
+ROW_BLOCK_BYTES = 64 << 20
+"""Arrays are checked in blocks of whole chunks of about this many bytes: memory stays flat with video length."""
+
+
 def verify_video(video: VideoGroup, require_complete: bool = True) -> list[str]:
     """Problems found in one video group (empty when consistent)."""
     attrs = video.attrs
@@ -25,6 +32,7 @@ def verify_video(video: VideoGroup, require_complete: bool = True) -> list[str]:
     if require_complete and attrs.get("complete") is not True:
         problems.append("not complete (partial extraction: the run that wrote it did not finish)")
     names = video.array_names()
+    problems += _verify_manifest(attrs, video)
     if "frame_time" not in names:
         return problems + ["no frame_time array"]
     frame_time = video.read("frame_time")
@@ -34,11 +42,20 @@ def verify_video(video: VideoGroup, require_complete: bool = True) -> list[str]:
     if not np.all(np.isfinite(frame_time)) or np.any(np.diff(frame_time) <= 0):
         problems.append("frame_time is not finite and strictly increasing")
     n_frames = len(frame_time)
-    arrays = {name: video.array(name) for name in names}
+    arrays = {}
+    for name in names:
+        try:
+            arrays[name] = video.array(name)
+        except Exception as exc:  # noqa: BLE001  (unreadable metadata, refused codecs: a problem, not a crash)
+            problems.append(f"{name}: {exc}")
     for name, array in arrays.items():
-        problems += [f"{name}: {p}" for p in _verify_array(name, array, arrays, n_frames)]
+        try:
+            found = _verify_array(name, array, arrays, n_frames, isinstance(attrs.get("manifest"), dict))
+        except Exception as exc:  # noqa: BLE001  (a truncated or corrupt chunk)
+            found = [f"unreadable: {type(exc).__name__}: {exc}"]
+        problems += [f"{name}: {p}" for p in found]
         attribute = array.attrs.get("indexes_attribute")
-        if attribute is not None:
+        if attribute is not None and not found:
             problems += [f"{name}: {p}" for p in _verify_attribute_index(array[...], attrs.get(attribute), attribute,
                                                                          frame_time)]
     return problems
@@ -59,7 +76,35 @@ def _verify_attribute_index(index: np.ndarray, items, attribute: str, frame_time
     return []
 
 
-def _verify_array(name: str, array, arrays: dict, n_frames: int) -> list[str]:
+def _verify_manifest(attrs: dict, video: VideoGroup) -> list[str]:
+    """A committed group's arrays are those its ``manifest`` lists, with the dtype and shape listed."""
+    manifest = attrs.get("manifest")
+    if attrs.get("complete") is not True or not isinstance(manifest, dict):
+        return []  # partial groups are reported as such; groups committed before manifests existed have none
+    stored = video.array_metadata()
+    problems = [f"{name}: missing (the committed group has it)" for name in manifest if name not in stored]
+    problems += [f"{name}: not in the manifest (added after the group was committed)" for name in stored
+                 if name not in manifest]
+    for name in sorted(set(manifest) & set(stored)):
+        found = (stored[name].get("data_type"), stored[name].get("shape"))
+        expected = (manifest[name].get("dtype"), manifest[name].get("shape"))
+        if found != expected:
+            problems.append(f"{name}: {found[0]} {found[1]}, but committed as {expected[0]} {expected[1]}")
+    return problems
+
+
+def _row_blocks(array) -> list[slice]:
+    """Row ranges of whole chunks, about :data:`ROW_BLOCK_BYTES` each."""
+    rows = array.shape[0] if array.ndim else 1
+    chunk = array.chunks[0] if array.ndim else 1
+    row_bytes = array.dtype.itemsize * int(np.prod(array.shape[1:], dtype=np.int64))
+    step = max(chunk, ROW_BLOCK_BYTES // max(row_bytes, 1) // chunk * chunk)
+    return [slice(start, min(start + step, rows)) for start in range(0, max(rows, 1), step)]
+
+
+def _verify_array(name: str, array, arrays: dict, n_frames: int, all_chunks_written: bool) -> list[str]:
+    """Problems of one array; ``all_chunks_written`` for groups whose writer stores every chunk (those with a
+    manifest), where a missing chunk is damage rather than zeros left out."""
     meta = dict(array.attrs)
     problems = []
     provenance = meta.get("provenance")
@@ -72,26 +117,40 @@ def _verify_array(name: str, array, arrays: dict, n_frames: int) -> list[str]:
     axis = meta.get("time_axis")
     if axis is not None and (axis not in arrays or arrays[axis].shape[0] != array.shape[0]):
         problems.append(f"rows do not match its time axis {axis!r}")
-    data = array[...]
-    if data.dtype.kind == "f" and not np.all(np.isfinite(data)):
-        problems.append("holds NaN or infinite values")
+    if name.endswith("_valid") and array.dtype != np.bool_:
+        problems.append(f"dtype {array.dtype}, expected bool (a validity array)")
+    if (meta.get("indexes") or meta.get("indexes_attribute")) and array.dtype.kind not in "iu":
+        problems.append(f"dtype {array.dtype}, expected integers (it holds indices)")
+    if all_chunks_written and array.nchunks_initialized < array.nchunks:
+        problems.append(f"{array.nchunks - array.nchunks_initialized} of {array.nchunks} chunks missing (a write "
+                        "that did not finish, or a copy that lost files)")
     validity = meta.get("validity")
+    valid = None
     if validity is not None:
-        if validity not in arrays or arrays[validity].dtype != np.bool_:
-            problems.append(f"its validity array {validity!r} is missing or not bool")
+        if validity not in arrays or arrays[validity].dtype != np.bool_ or arrays[validity].shape[0] != array.shape[0]:
+            problems.append(f"its validity array {validity!r} is missing, not bool or of another length")
         else:
-            invalid = ~arrays[validity][...]
-            if np.any(data[invalid]):
-                problems.append(f"non-zero rows where {validity} is false")
+            valid = arrays[validity]
     target = meta.get("indexes")
-    if target is not None:
-        if target not in arrays:
-            problems.append(f"indexes missing array {target!r}")
-        elif data.size and (data.min() < 0 or data.max() >= arrays[target].shape[0]):
+    if target is not None and target not in arrays:
+        problems.append(f"indexes missing array {target!r}")
+    if problems:
+        return problems
+    previous_last = None
+    for rows in _row_blocks(array):
+        data = array[rows]
+        if data.dtype.kind == "f" and not np.all(np.isfinite(data)):
+            problems.append("holds NaN or infinite values")
+        if valid is not None and np.any(data[~valid[rows]]):
+            problems.append(f"non-zero rows where {validity} is false")
+        if target is not None and data.size and (data.min() < 0 or data.max() >= arrays[target].shape[0]):
             problems.append(f"row indices outside 0..{arrays[target].shape[0] - 1}")
-    if name.endswith("_time") and data.ndim == 1 and np.any(np.diff(data) <= 0):
-        problems.append("time axis is not strictly increasing")
-    return problems
+        if name.endswith("_time") and data.ndim == 1 and data.size:
+            steps = np.diff(data if previous_last is None else np.concatenate([[previous_last], data]))
+            if np.any(steps <= 0):
+                problems.append("time axis is not strictly increasing")
+            previous_last = data[-1]
+    return sorted(set(problems), key=problems.index)
 
 
 def verify_store(store: FeatureStore) -> dict[str, list[str]]:

@@ -196,6 +196,19 @@ def test_a_pinned_published_file_with_another_sha256_is_refused(tmp_path):
         registry.create("iresnet", models_dir=tmp_path).check_weights()
 
 
+def test_a_sha256_the_user_pins_in_sha256sums_is_checked(tmp_path):
+    weights = tmp_path / "senet50_ft_weight.pkl"
+    weights.write_bytes(b"weights the user brought")
+    extractor = registry.create("senet", models_dir=tmp_path)
+    extractor.check_weights()  # nothing pinned: accepted, its sha256 goes into the provenance
+    (tmp_path / "SHA256SUMS").write_text(f"{'0' * 64}  other.pt\n{file_sha256(weights)} *senet50_ft_weight.pkl\n")
+    extractor.check_weights()
+    (tmp_path / "SHA256SUMS").write_text(f"{'ab' * 32}  senet50_ft_weight.pkl\n")
+    with pytest.raises(WeightsError, match=f"senet50_ft_weight.pkl: sha256 {file_sha256(weights)} is not the "
+                                           f"{'ab' * 32} that .*SHA256SUMS lists"):
+        extractor.check_weights()
+
+
 def test_weights_are_found_through_the_environment_variable_too(models_dir, monkeypatch):
     monkeypatch.setenv(MODELS_ENV, str(models_dir))
     extractor = registry.create("facenet")

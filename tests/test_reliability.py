@@ -216,3 +216,48 @@ def test_heartbeats_refresh_held_claims(tmp_path):
     claims.release("v1")
     time.sleep(0.25)  # the heartbeat never writes a released claim back
     assert claims.read("v1") is None
+
+
+def _rewrite_metadata(array_dir: Path, change) -> None:
+    metadata = json.loads((array_dir / "zarr.json").read_text())
+    change(metadata)
+    (array_dir / "zarr.json").write_text(json.dumps(metadata))
+
+
+def test_verify_reports_every_kind_of_damage_and_never_runs_stored_code(sample_store, tmp_path, capfd):
+    copy = tmp_path / "damaged.zarr"
+    shutil.copytree(sample_store.location, copy)
+    crema, grid = (copy / "videos" / v for v in sorted(FeatureStore(str(copy)).video_ids()))
+    assert "manifest" in FeatureStore(str(copy)).video(crema.name).attrs
+    shutil.rmtree(crema / "fer")  # a lost array
+    face_chunks = sorted((crema / "face_crop" / "c").rglob("*"))
+    next(p for p in face_chunks if p.is_file()).unlink()  # a lost chunk (all-zero chunks are stored too)
+    logmel_chunk = next(p for p in sorted((crema / "logmel" / "c").rglob("*")) if p.is_file())
+    logmel_chunk.write_bytes(logmel_chunk.read_bytes()[:100])  # a truncated chunk
+    store = FeatureStore(str(copy), mode="a")
+    video = store.video(grid.name)
+    video.write("mfcc_mel", video.read("mfcc_mel").astype(np.float64), dict(video.array("mfcc_mel").attrs))
+    video.write("audio_valid", video.read("audio_valid").astype(np.uint8), dict(video.array("audio_valid").attrs))
+    _rewrite_metadata(grid / "logmel", lambda m: m["codecs"].insert(0, {"name": "numcodecs.pickle"}))
+    _rewrite_metadata(grid / "bert", lambda m: m.update(data_type="float64"))  # metadata that lies about bytes
+
+    result = subprocess.run([sys.executable, "-m", "features_store", "verify", str(copy)], cwd=REPO_ROOT,
+                            capture_output=True, text=True, timeout=120)
+    assert result.returncode == 1
+    report = result.stdout
+    for expected in (f"{crema.name}: fer: missing (the committed group has it)",
+                     "face_crop: 1 of", "chunks missing",
+                     f"{crema.name}: logmel: unreadable",
+                     "mfcc_mel: float64", "but committed as float32",
+                     "audio_valid: dtype uint8, expected bool",
+                     f"{grid.name}: logmel:",
+                     "bert: float64"):
+        assert expected in report, (expected, report, result.stderr)
+
+    _rewrite_metadata(grid, lambda m: m["attributes"].pop("complete"))  # the commit marker lost
+    result = subprocess.run([sys.executable, "-m", "features_store", "verify", str(copy)], cwd=REPO_ROOT,
+                            capture_output=True, text=True, timeout=120)
+    assert "missing group attribute 'complete'" in result.stdout and "not complete" in result.stdout
+    info = subprocess.run([sys.executable, "-m", "features_store", "info", str(copy)], cwd=REPO_ROOT,
+                          capture_output=True, text=True, timeout=120)  # info describes the damage, not crash on it
+    assert info.returncode == 0 and "logmel           " in info.stdout and "refused" in info.stdout, info.stderr
