@@ -104,12 +104,14 @@ class VideoGroup:
     def array(self, name: str) -> zarr.Array:
         """Array ``name``; a :class:`StoreError` when it is missing, or stored with a codec or dtype that could run
         code or is not plain data (stores from elsewhere are not trusted: nothing is ever unpickled)."""
-        if name not in self.group:
-            raise StoreError(f"video {self.video_id!r} has no array {name!r}; it has {self.array_names()}")
         try:
             array = self.group[name]
-        except (ValueError, KeyError, TypeError) as exc:  # zarr's metadata and codec errors are ValueErrors
+        except KeyError:
+            raise StoreError(f"video {self.video_id!r} has no array {name!r}; it has {self.array_names()}") from None
+        except (ValueError, TypeError) as exc:  # zarr's metadata and codec errors are ValueErrors
             raise StoreError(f"{self.video_id}/{name}: refused, unreadable metadata ({exc})") from exc
+        if not isinstance(array, zarr.Array):
+            raise StoreError(f"video {self.video_id!r}: {name!r} is a group, not an array")
         codecs = {codec.to_dict()["name"] for codec in array.metadata.codecs}
         if codecs - SAFE_CODECS or array.dtype.kind not in "biuf":
             raise StoreError(f"{self.video_id}/{name}: refused, stored as {array.dtype} with codecs "
