@@ -67,6 +67,7 @@ bench: $(TEST_INSTALLED)
 	$(PY) -m bench.faces | tee $(BENCH_OUT)/faces.jsonl
 	$(PY) -m bench.speech | tee $(BENCH_OUT)/speech.jsonl
 	$(PY) -m bench.store | tee $(BENCH_OUT)/store.jsonl
+	$(PY) -m bench.memory | tee $(BENCH_OUT)/memory.jsonl
 
 # TRAIN_ARGS passes any other option of `python -m train` (see `python -m train --help`).
 TRAIN_FLAGS = $(if $(FEATURES),--features $(FEATURES)) $(if $(TASKS),--tasks $(TASKS)) $(if $(MODEL),--model $(MODEL)) \

@@ -43,15 +43,17 @@ def log_mel_at(audio: AudioTrack, centre_time_s: np.ndarray, window_samples: int
     """
     sample_rate_hz = audio.sample_rate_hz
     centres = np.rint((np.asarray(centre_time_s) - audio.start_time_s) * sample_rate_hz).astype(np.int64)
-    padded = np.pad(audio.samples.astype(np.float32, copy=False), 1)  # clipped indices land on a zero
-    offsets = np.arange(window_samples) - window_samples // 2 + 1
+    samples = audio.samples.astype(np.float32, copy=False)
+    offsets = np.arange(window_samples) - window_samples // 2
     window = _hann(window_samples)
     mel_basis_t = _mel_basis(sample_rate_hz, n_fft, n_mels).T.copy()
     out = np.empty((len(centres), n_mels), dtype=np.float32)
     rows_per_block = max(1, _BLOCK_SAMPLES // n_fft)
     for start in range(0, len(centres), rows_per_block):
         block = centres[start:start + rows_per_block]
-        frames = np.take(padded, block[:, None] + offsets, mode="clip") * window
+        index = block[:, None] + offsets
+        outside = (index < 0) | (index >= len(samples))  # parts of a window outside the audio read as zeros
+        frames = np.where(outside, 0.0, np.take(samples, index, mode="clip")) * window
         power = np.abs(scipy.fft.rfft(frames, n=n_fft, axis=-1)) ** 2
         out[start:start + len(block)] = power @ mel_basis_t
     return librosa.power_to_db(out, ref=1.0, amin=1e-10, top_db=None).astype(np.float32, copy=False)

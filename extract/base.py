@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 from abc import ABC, abstractmethod
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from importlib import metadata
 from pathlib import Path
@@ -22,13 +22,26 @@ from extract.weights import WeightsBundle, models_search_path
 
 
 @dataclass(frozen=True)
+class RowBlocks:
+    """An array too large to hold whole (face crops of an hour of video): its shape and dtype, and its rows as
+    consecutive blocks, computed while the store writes them chunk by chunk. ``blocks`` is consumed once, when the
+    runner writes it, in the order :meth:`Extractor.extract` returned the arrays: an array after it may hold what
+    its pass computed."""
+
+    shape: tuple[int, ...]
+    dtype: np.dtype
+    blocks: Iterable[np.ndarray]
+
+
+@dataclass(frozen=True)
 class FeatureArray:
     """One array an extractor produces, with the attributes that describe its columns, units and time axis.
 
     ``per_frame`` arrays have exactly T rows (one per decoded frame); others carry their own time axis.
+    ``data`` is an array, or :class:`RowBlocks` for arrays written as they are computed.
     """
 
-    data: np.ndarray
+    data: np.ndarray | RowBlocks
     attrs: dict[str, Any] = field(default_factory=dict)
     per_frame: bool = True
 

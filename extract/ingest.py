@@ -175,7 +175,13 @@ class _AudioCollector:
         self._flush()
         if self.start_time_s is None or not self.chunks:
             return None
-        samples = np.concatenate(self.chunks).astype(np.float32, copy=False)
+        samples = np.empty(sum(len(chunk) for chunk in self.chunks), np.float32)
+        filled = 0
+        self.chunks.reverse()
+        while self.chunks:  # chunk by chunk, freeing each: peak memory is the audio once, not twice
+            chunk = self.chunks.pop()
+            samples[filled:filled + len(chunk)] = chunk
+            filled += len(chunk)
         return AudioTrack(samples, AUDIO_SAMPLE_RATE_HZ, self.start_time_s, self.source_sample_rate_hz,
                           self.source_channels, tuple(self.gaps_s), self.n_frames_dropped)
 

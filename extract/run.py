@@ -23,7 +23,7 @@ from typing import Any
 from tqdm import tqdm
 
 from extract import registry
-from extract.base import Extractor, FeatureArray, VideoAttribute, library_versions
+from extract.base import Extractor, FeatureArray, RowBlocks, VideoAttribute, library_versions
 from extract.ingest import AUDIO_SAMPLE_RATE_HZ, DecodedVideo, IngestError, decode_video
 from features_store.store import FeatureStore, now_utc
 from features_store.verify import verify_video
@@ -344,7 +344,11 @@ class Extraction:
         if array.per_frame and array.data.shape[0] != n_frames:
             raise ExtractionError(f"{provenance['extractor']} produced {array.data.shape[0]} rows for "
                                   f"{name!r}, expected T={n_frames}")
-        group.write(name, array.data, {**array.attrs, "per_frame": array.per_frame, "provenance": provenance})
+        attrs = {**array.attrs, "per_frame": array.per_frame, "provenance": provenance}
+        if isinstance(array.data, RowBlocks):
+            group.write_blocks(name, array.data.shape, array.data.dtype, array.data.blocks, attrs)
+        else:
+            group.write(name, array.data, attrs)
 
 
 def create_extractors(features: Sequence[str], subject: str = "largest", models_dir: str | Path | None = None,

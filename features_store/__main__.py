@@ -22,6 +22,9 @@ def _info(store: FeatureStore, as_json: bool) -> int:
           f"{len(description['failures'])} failed")
     for failure in description["failures"]:
         print(f"  FAILED {failure['video_id']} ({failure['source']}): {failure['reason']}")
+    for claim in description["claims"]:
+        state = "stale, left by a run that died" if claim["stale"] else "being written"
+        print(f"  CLAIMED {claim['name']} by {claim['host']} pid {claim['pid']} since {claim['claimed_utc']} ({state})")
     for video_id, video in description["videos"].items():
         state = "complete" if video["complete"] else "PARTIAL"
         print(f"\n{video_id}  [{state}]  T={video['T']}  {video['duration_s']:.2f} s  "

@@ -202,7 +202,7 @@ def describe_claims(zarr_store) -> list[dict[str, Any]]:
     claims = Claims(zarr_store)
     for key in sync(keys()):
         name = key.removeprefix(f"{CLAIMS_PREFIX}/").removesuffix(".json")
-        claimant = claims._read(name)
+        claimant = claims.read(name)
         if claimant is not None:
             found.append({"name": name, **asdict(claimant), "stale": claimant.is_stale(claims.stale_after_s)})
     return found

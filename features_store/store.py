@@ -20,7 +20,7 @@ import datetime as dt
 import json
 import math
 import warnings
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from functools import cached_property
 from typing import Any
@@ -131,11 +131,36 @@ class VideoGroup:
     def write(self, name: str, data: np.ndarray, attrs: Mapping[str, Any]) -> None:
         """Write (or replace) array ``name`` with JSON-serialisable ``attrs``."""
         data = np.ascontiguousarray(data)
-        array = self.group.create_array(
-            name, shape=data.shape, dtype=data.dtype, chunks=chunk_rows(data.shape, data.dtype.itemsize),
-            compressors=None, attributes=dict(attrs), overwrite=True,
+        self._create(name, data.shape, data.dtype, attrs)[...] = data
+
+    def write_blocks(self, name: str, shape: tuple[int, ...], dtype: np.dtype, blocks: Iterable[np.ndarray],
+                     attrs: Mapping[str, Any]) -> None:
+        """Write (or replace) array ``name`` from consecutive row ``blocks`` of any sizes, one whole chunk at a
+        time: memory holds at most a chunk plus a block, however long the array."""
+        array = self._create(name, shape, np.dtype(dtype), attrs)
+        chunk = array.chunks[0]
+        pending: list[np.ndarray] = []
+        n_pending = written = 0
+        for block in blocks:
+            pending.append(block)
+            n_pending += len(block)
+            if n_pending >= chunk:
+                rows = np.concatenate(pending)
+                whole = len(rows) - len(rows) % chunk
+                array[written:written + whole] = rows[:whole]
+                written += whole
+                pending, n_pending = [rows[whole:]], len(rows) - whole
+        if n_pending:
+            array[written:written + n_pending] = np.concatenate(pending)
+            written += n_pending
+        if written != shape[0]:
+            raise StoreError(f"{self.video_id}/{name}: {written} rows were written, the array has {shape[0]}")
+
+    def _create(self, name: str, shape: tuple[int, ...], dtype: np.dtype, attrs: Mapping[str, Any]) -> zarr.Array:
+        return self.group.create_array(
+            name, shape=shape, dtype=dtype, chunks=chunk_rows(shape, dtype.itemsize), compressors=None,
+            attributes=dict(attrs), overwrite=True,
             config={"write_empty_chunks": True})  # every chunk on disk: a missing one is damage verify can see
-        array[...] = data
 
     def delete(self, name: str) -> None:
         """Remove array ``name`` (e.g. a feature computed from data that was since replaced)."""

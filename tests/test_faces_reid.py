@@ -82,12 +82,16 @@ def test_128px_crops_put_the_face_on_the_scaled_template():
     video = decode_video(SAMPLES / "grid_id2_vcd_swwp2s.mpg")
     out = registry.create("face_crop", overrides={"crop_size_px": 128}).extract(video)
     assert out["face_crop"].data.shape == (75, 128, 128, 3) and out["face_mask"].data.shape == (75, 128, 128)
+    crops = np.concatenate(list(out["face_crop"].data.blocks))  # streamed: pass 2 runs now, as the store writes
+    masks = np.concatenate(list(out["face_mask"].data.blocks))
+    assert crops.shape == (75, 128, 128, 3) and masks.shape == (75, 128, 128)
     valid = out["face_valid"].data
+    assert crops[valid].any(axis=(1, 2, 3)).all() and not crops[~valid].any()
     assert valid.mean() >= 0.98
     points = out["landmarks68"].data[valid]
     eyes = np.stack([points[:, 36:42].mean(axis=1), points[:, 42:48].mean(axis=1)], axis=1)
     assert np.median(np.linalg.norm(eyes - template(128)[:2], axis=2)) <= 3.0 * 128 / 112
-    assert out["face_mask"].data[valid].max(axis=(1, 2)).min() == 255  # the mouth outline is drawn in every crop
+    assert masks[valid].max(axis=(1, 2)).min() == 255  # the mouth outline is drawn in every crop
 
 
 def test_redoing_face_crop_redoes_the_features_built_on_it(tmp_path):

@@ -99,6 +99,11 @@ def test_kill_at_any_point_then_rerun_equals_an_uninterrupted_run(moment, grid_i
     process.wait(timeout=30)
 
     killed = FeatureStore(str(store))  # the store opens after any kill, and no partial group claims completeness
+    info = subprocess.run([sys.executable, "-m", "features_store", "info", str(store), "--json"], cwd=REPO_ROOT,
+                          capture_output=True, text=True, timeout=120)
+    claims = json.loads(info.stdout)["claims"]  # the dead run's claims are shown, as stale
+    assert all(c["stale"] and c["pid"] == process.pid for c in claims), claims
+    assert claims or moment in ("store created, first video decoding", "first video complete")
     for video_id, arrays in read_all(killed, complete_only=True).items():
         assert verify_video(killed.video(video_id)) == []
         assert_same_arrays(arrays, reference[video_id], f"{moment}: complete {video_id}")
@@ -261,3 +266,19 @@ def test_verify_reports_every_kind_of_damage_and_never_runs_stored_code(sample_s
     info = subprocess.run([sys.executable, "-m", "features_store", "info", str(copy)], cwd=REPO_ROOT,
                           capture_output=True, text=True, timeout=120)  # info describes the damage, not crash on it
     assert info.returncode == 0 and "logmel           " in info.stdout and "refused" in info.stdout, info.stderr
+
+
+def test_row_blocks_of_any_size_are_written_whole_chunks_at_a_time(tmp_path):
+    from features_store.store import StoreError
+
+    store = FeatureStore(str(tmp_path / "s.zarr"), mode="a")
+    video = store.create_video("v", {"n_frames": 138})
+    rows = np.random.default_rng(0).integers(0, 255, (138, 112, 112, 3), dtype=np.uint8)
+    sizes = [1, 30, 0, 100, 7]
+    blocks = np.split(rows, np.cumsum(sizes)[:-1])
+    video.write_blocks("face_crop", rows.shape, rows.dtype, iter(blocks), {"per_frame": True})
+    stored = video.array("face_crop")
+    assert stored.chunks[0] == 28 and stored.nchunks_initialized == stored.nchunks
+    np.testing.assert_array_equal(stored[...], rows)
+    with pytest.raises(StoreError, match="v/short: 137 rows were written, the array has 138"):
+        video.write_blocks("short", rows.shape, rows.dtype, iter([rows[:137]]), {})

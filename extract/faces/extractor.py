@@ -16,25 +16,28 @@ Arrays (T = frames): ``face_valid`` (T,) bool; ``face_box`` (T, 4) float32 x1, y
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import dataclass
 from functools import cached_property
 from itertools import islice
 
 import numpy as np
 
-from extract.base import Extractor, FeatureArray
+from extract.base import Extractor, FeatureArray, RowBlocks
 from extract.faces.align import align_crop, template
 from extract.faces.detect import FrameFaces, MtcnnConfig, MtcnnDetector
 from extract.faces.landmarks import LANDMARKS_WEIGHTS, MASK_PARTS, landmark_mask, landmarks68_in_crop
 from extract.faces.identity import IDENTITY_WEIGHTS, face_descriptor
 from extract.faces.reid import group_by_identity, track_descriptors
-from extract.faces.shots import CUT_THRESHOLD_GREY, frame_signature, shot_cuts
+from extract.faces.shots import CUT_THRESHOLD_GREY, cuts_from_changes, frame_signature, signature_change
 from extract.faces.smoothing import smooth_landmarks
 from extract.faces.track import SubjectRule, Track, subject, track_faces
 from extract.ingest import DecodedVideo, IngestError, iter_rgb_frames
 from extract.registry import register
 from extract.weights import PackagedWeights
 
+CROP_BLOCK_FRAMES = 256
+"""Frames per block of crops handed to the store in pass 2 (9.6 MB at 112 px)."""
 MTCNN_WEIGHTS = tuple(PackagedWeights("facenet_pytorch", f"data/{net}.pt", source="facenet-pytorch 2.6.0 wheel (MTCNN, "
                                       "Zhang et al. 2016)", license="MIT") for net in ("pnet", "rnet", "onet"))
 
@@ -103,13 +106,18 @@ class FaceCrop(Extractor):
         """Pass 1: every frame's faces, and the shot cuts (T,) bool."""
         frames = iter_rgb_frames(video.path)
         faces: list[FrameFaces] = []
-        signatures: list[np.ndarray] = []
+        changes: list[float] = []  # one float per frame: memory stays flat with video length
+        previous = None
         while batch := list(islice(frames, self.detector.batch_frames)):
             faces += self.detector.detect(batch)
-            signatures += [frame_signature(frame) for frame in batch]
+            for frame in batch:
+                signature = frame_signature(frame)
+                if previous is not None:
+                    changes.append(signature_change(previous, signature))
+                previous = signature
         if len(faces) != video.n_frames:
             raise IngestError(video.path, f"second decoding pass gave {len(faces)} frames, the first {video.n_frames}")
-        return faces, shot_cuts(np.asarray(signatures), self.config.shot_cut_threshold_grey)
+        return faces, cuts_from_changes(np.asarray(changes), self.config.shot_cut_threshold_grey)
 
     def people(self, video: DecodedVideo, faces: list[FrameFaces], tracks: list[Track]) -> list[list[int]] | None:
         """Tracks grouped by person; None (each track alone) when fewer than two tracks are long enough to compare."""
@@ -128,14 +136,34 @@ class FaceCrop(Extractor):
                                       c.steady_box_std)
         size = self.config.crop_size_px
         n_frames = video.n_frames
-        crops = np.zeros((n_frames, size, size, 3), np.uint8)
-        points68 = np.zeros((n_frames, 68, 2), np.float32)
-        masks = np.zeros((n_frames, size, size), np.uint8)
-        for index, frame in enumerate(iter_rgb_frames(video.path)):  # pass 2
-            if chosen.valid[index]:
-                crops[index], matrix = align_crop(frame, landmarks5[index], size)
-                points68[index] = landmarks68_in_crop(frame, chosen.box[index], matrix)
-                masks[index] = landmark_mask(points68[index], size)
+        points68 = np.zeros((n_frames, 68, 2), np.float32)  # 544 bytes a frame: held whole
+
+        def aligned_crops() -> Iterator[np.ndarray]:
+            """Pass 2, as the store writes ``face_crop``: one block of crops per chunk of frames (never all T
+            crops in memory), filling ``points68`` as it goes."""
+            block = np.zeros((CROP_BLOCK_FRAMES, size, size, 3), np.uint8)
+            filled = 0
+            for index, frame in enumerate(iter_rgb_frames(video.path)):
+                block[filled] = 0
+                if chosen.valid[index]:
+                    block[filled], matrix = align_crop(frame, landmarks5[index], size)
+                    points68[index] = landmarks68_in_crop(frame, chosen.box[index], matrix)
+                filled += 1
+                if filled == CROP_BLOCK_FRAMES:
+                    yield block.copy()
+                    filled = 0
+            yield block[:filled].copy()
+
+        def masks() -> Iterator[np.ndarray]:
+            """TSAV's masks from the landmarks pass 2 found (written after ``face_crop``, so they exist by then)."""
+            for start in range(0, n_frames, CROP_BLOCK_FRAMES):
+                block = np.zeros((min(CROP_BLOCK_FRAMES, n_frames - start), size, size), np.uint8)
+                for offset in np.flatnonzero(chosen.valid[start:start + len(block)]):
+                    block[offset] = landmark_mask(points68[start + offset], size)
+                yield block
+
+        crops = RowBlocks((n_frames, size, size, 3), np.dtype(np.uint8), aligned_crops())
+        mask_rows = RowBlocks((n_frames, size, size), np.dtype(np.uint8), masks())
         tied = {"validity": "face_valid", "subject": self.config.subject}
         return {
             "face_crop": FeatureArray(crops, {**tied, "units": "RGB uint8", "size_px": size,
@@ -147,7 +175,7 @@ class FaceCrop(Extractor):
             "face_score": FeatureArray(chosen.score, {**tied, "description": "MTCNN confidence"}),
             "landmarks68": FeatureArray(points68, {**tied, "units": "crop pixels", "columns": ["x", "y"],
                                                    "description": "dlib 68-point landmarks in the aligned crop"}),
-            "face_mask": FeatureArray(masks, {**tied, "description": "TSAV landmark mask: 1-px polylines",
+            "face_mask": FeatureArray(mask_rows, {**tied, "description": "TSAV landmark mask: 1-px polylines",
                                               "levels": {f"{first}-{last}": level
                                                          for first, last, _, level in MASK_PARTS}}),
         }

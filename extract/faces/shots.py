@@ -21,9 +21,21 @@ def frame_signature(frame: np.ndarray) -> np.ndarray:
     return np.asarray(thumbnail, np.float32)
 
 
-def shot_cuts(signatures: np.ndarray, threshold: float = CUT_THRESHOLD_GREY) -> np.ndarray:
-    """(T,) bool from (T, 32, 32) signatures: True on the first frame of every shot after the first."""
-    cuts = np.zeros(len(signatures), bool)
-    if len(signatures) > 1:
-        cuts[1:] = np.abs(np.diff(signatures, axis=0)).mean(axis=(1, 2)) > threshold
+def signature_change(previous: np.ndarray, current: np.ndarray) -> float:
+    """Mean absolute grey-level difference of two consecutive frames' signatures."""
+    return float(np.abs(current - previous).mean())
+
+
+def cuts_from_changes(changes: np.ndarray, threshold: float = CUT_THRESHOLD_GREY) -> np.ndarray:
+    """(T,) bool from the T - 1 changes between consecutive frames: True on the first frame of every shot after the
+    first. Streaming callers keep one float per frame, not T signatures."""
+    cuts = np.zeros(len(changes) + 1, bool)
+    cuts[1:] = np.asarray(changes) > threshold
     return cuts
+
+
+def shot_cuts(signatures: np.ndarray, threshold: float = CUT_THRESHOLD_GREY) -> np.ndarray:
+    """(T,) bool from (T, 32, 32) signatures held together (see :func:`cuts_from_changes`)."""
+    if len(signatures) == 0:
+        return np.zeros(0, bool)
+    return cuts_from_changes([signature_change(a, b) for a, b in zip(signatures[:-1], signatures[1:])], threshold)
