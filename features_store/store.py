@@ -177,8 +177,8 @@ class VideoGroup:
         if not complete:
             self.group.attrs["complete"] = False
             return
-        manifest = {name: {"dtype": str(array.dtype), "shape": list(array.shape)} for name, array in
-                    sorted(self.group.arrays())}
+        manifest = {name: {"dtype": metadata["data_type"], "shape": metadata["shape"]}
+                    for name, metadata in self.array_metadata().items()}
         self.group.attrs.update({"manifest": manifest, "complete": True})
 
 
