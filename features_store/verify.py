@@ -35,7 +35,10 @@ def verify_video(video: VideoGroup, require_complete: bool = True) -> list[str]:
     problems += _verify_manifest(attrs, video)
     if "frame_time" not in names:
         return problems + ["no frame_time array"]
-    frame_time = video.read("frame_time")
+    try:
+        frame_time = video.read("frame_time")
+    except Exception as exc:  # noqa: BLE001  (refused or truncated: nothing else can be checked against it)
+        return problems + [f"frame_time: unreadable: {exc}"]
     n_frames = attrs.get("n_frames")
     if frame_time.shape != (n_frames,) or frame_time.dtype != np.float64:
         problems.append(f"frame_time has shape {frame_time.shape} {frame_time.dtype}, expected ({n_frames},) float64")
