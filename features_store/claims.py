@@ -103,10 +103,14 @@ class Claims:
             sync(self.zarr_store.set(self._key(name), buffer))
             return True
         if self.atomic:
-            try:
-                sync(self.zarr_store.set_if_not_exists(self._key(name), buffer))
-            except FileExistsError:
-                return False
+            for _ in range(3):
+                try:
+                    sync(self.zarr_store.set_if_not_exists(self._key(name), buffer))
+                    break
+                except FileExistsError:
+                    return False
+                except FileNotFoundError:  # another writer removed the empty .claims folder meanwhile: again
+                    continue
             current = self.read(name)
             return current is not None and current.token == claimant.token
         if self.read(name) is not None:
