@@ -167,6 +167,18 @@ class Claims:
         finally:
             self.release(name)
 
+    def listed(self) -> list[dict[str, Any]]:
+        """Every claim present in the store, live or ``stale`` (for ``info``)."""
+        async def keys() -> list[str]:
+            return [key async for key in self.zarr_store.list_prefix(f"{CLAIMS_PREFIX}/") if key.endswith(".json")]
+
+        found = []
+        for key in sync(keys()):
+            name = key.removeprefix(f"{CLAIMS_PREFIX}/").removesuffix(".json")
+            if (claimant := self.read(name)) is not None:
+                found.append({"name": name, **asdict(claimant), "stale": claimant.is_stale(self.stale_after_s)})
+        return found
+
     def _delete_if(self, name: str, token: str) -> None:
         current = self.read(name)
         if current is not None and current.token == token:
@@ -195,18 +207,3 @@ class Claims:
                     if current is not None and current.token == claimant.token:
                         self._write(name, Claimant(**{**asdict(claimant), "heartbeat_s": time.time()}),
                                     exclusive=False)
-
-
-def describe_claims(zarr_store) -> list[dict[str, Any]]:
-    """Every claim present in a store (live or stale), for ``info``."""
-    async def keys() -> list[str]:
-        return [key async for key in zarr_store.list_prefix(f"{CLAIMS_PREFIX}/")]
-
-    found = []
-    claims = Claims(zarr_store)
-    for key in sync(keys()):
-        name = key.removeprefix(f"{CLAIMS_PREFIX}/").removesuffix(".json")
-        claimant = claims.read(name)
-        if claimant is not None:
-            found.append({"name": name, **asdict(claimant), "stale": claimant.is_stale(claims.stale_after_s)})
-    return found

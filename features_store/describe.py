@@ -51,8 +51,6 @@ def describe_video(video: VideoGroup) -> dict[str, Any]:
 def describe_store(store: FeatureStore) -> dict[str, Any]:
     """The whole store: ``videos`` maps video id to :func:`describe_video`; ``claims`` lists the writers' claims
     present (live ones: extraction in progress; ``stale`` ones: left by a run that died)."""
-    from features_store.claims import describe_claims
-
     videos = {video_id: describe_video(store.video(video_id)) for video_id in store.video_ids()}
     return {
         "store": store.location,
@@ -60,6 +58,6 @@ def describe_store(store: FeatureStore) -> dict[str, Any]:
         "n_videos": len(videos),
         "n_complete": sum(v["complete"] for v in videos.values()),
         "failures": store.failures(),
-        "claims": describe_claims(store.root.store),
+        "claims": store.claims.listed(),
         "videos": videos,
     }
