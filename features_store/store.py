@@ -16,13 +16,15 @@ Nothing in a store is pickled or executed; a consumer needs only zarr and numpy.
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import json
 import math
+import time
 import warnings
 from collections.abc import Iterable, Iterator, Mapping, Sequence
-from contextlib import contextmanager
 from functools import cached_property
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -31,6 +33,7 @@ import zarr
 STORE_FORMAT = "affectsync-store/1"
 VIDEOS_GROUP = "videos"
 MIN_CHUNK_BYTES = 1 << 20
+INTERRUPTED_WRITE_AGE_S = 60.0
 SAFE_CODECS = frozenset({"bytes", "transpose", "crc32c", "zstd", "gzip", "blosc", "sharding_indexed"})
 """Codecs that decode bytes to numbers and nothing else (pickle-based object codecs are never read)."""
 
@@ -255,7 +258,7 @@ class FeatureStore:
 
         return Claims(self.root.store)
 
-    @contextmanager
+    @contextlib.contextmanager
     def updating_root(self) -> Iterator[None]:
         """Hold the root claim and re-read the root, so that root attributes written inside (``failures``,
         consolidated metadata) start from what other writers stored, not from this process's old copy."""
@@ -273,6 +276,19 @@ class FeatureStore:
         with self.updating_root():
             self.root.attrs["last_write_started_utc"] = started_utc
             self._videos()  # created here, once, not raced by writers' first videos
+            self._remove_interrupted_writes()
+
+    def _remove_interrupted_writes(self) -> None:
+        """Delete the temporary files (``*.partial``) of metadata writes that a killed writer left at the root or in
+        ``videos/`` (zarr would warn about them on every listing); those under a video go with its partial group.
+        Only files older than a minute: a live writer's own temporary file lasts milliseconds."""
+        if not isinstance(self.root.store, zarr.storage.LocalStore):
+            return
+        root = Path(str(self.root.store.root))
+        for leftover in [*root.glob("*.partial"), *(root / VIDEOS_GROUP).glob("*.partial")]:
+            with contextlib.suppress(OSError):
+                if time.time() - leftover.stat().st_mtime > INTERRUPTED_WRITE_AGE_S:
+                    leftover.unlink()
 
     def failures(self) -> list[dict[str, Any]]:
         """The root attribute ``failures``: ``{"video_id", "source", "reason"}`` of each video whose last

@@ -282,3 +282,16 @@ def test_row_blocks_of_any_size_are_written_whole_chunks_at_a_time(tmp_path):
     np.testing.assert_array_equal(stored[...], rows)
     with pytest.raises(StoreError, match="v/short: 137 rows were written, the array has 138"):
         video.write_blocks("short", rows.shape, rows.dtype, iter([rows[:137]]), {})
+
+
+def test_temporary_files_a_killed_writer_left_are_removed_by_the_next_run(tmp_path):
+    store = FeatureStore(str(tmp_path / "s.zarr"), mode="a")
+    store.begin_writing("2026-01-01T00:00:00+00:00")
+    old = [tmp_path / "s.zarr" / "zarr.0a1b.partial", tmp_path / "s.zarr" / "videos" / "zarr.2c3d.partial"]
+    fresh = tmp_path / "s.zarr" / "videos" / "zarr.4e5f.partial"  # another writer's, being written now
+    for path in [*old, fresh]:
+        path.write_bytes(b"{")
+    for path in old:
+        os.utime(path, (time.time() - 3600, time.time() - 3600))
+    FeatureStore(str(tmp_path / "s.zarr"), mode="a").begin_writing("2026-01-01T00:00:01+00:00")
+    assert not any(path.exists() for path in old) and fresh.exists()
