@@ -217,3 +217,28 @@ def test_aligner_gives_up_cleanly_and_recovers(shared_media):
                                               "sense_and_sensibility_01_austen_64kb-0880.json").read_text())["w"]
                  if w["t"] != "<sil>"]
     np.testing.assert_allclose([span.start_s for span in spans], reference, atol=0.021)
+
+
+def test_a_group_that_fails_is_aligned_segment_by_segment():
+    """Two segments close enough to be aligned as one utterance, the second with a word the aligner's dictionary
+    lacks: the group fails, the first segment is aligned alone (its spans, not a list of them) and the second keeps
+    the recogniser's times. GRID's ground truth gives the words and times."""
+    from extract.ingest import decode_video
+    from extract.speech.asr import Segment, TimedWord
+    from extract.speech.words import timed_words
+
+    truth = [line.split() for line in (SAMPLES / "grid_id2_vcd_swwp2s.align").read_text().splitlines()]
+    timed = [TimedWord(text, int(start) / 25_000, int(end) / 25_000, 0.9) for start, end, text in truth
+             if text != "sil"]
+    unknown = TimedWord("xqzvjk", timed[2].start_s, timed[2].end_s, 0.9)  # in place of "with"
+    segments = [Segment(timed[0].start_s, timed[1].end_s, tuple(timed[:2])),
+                Segment(timed[2].start_s, timed[-1].end_s, (unknown, *timed[3:]))]
+    aligner = ForcedAligner()
+    assert aligner.spoken_form("xqzvjk") is None and len(aligner._groups(segments)) == 1
+    audio = decode_video(SAMPLES / "grid_id2_vcd_swwp2s.mpg").audio
+    aligned = aligner.align(audio.samples, segments)
+    assert aligned[1] is None and len(aligned[0]) == 2
+    np.testing.assert_allclose([span.start_s for span in aligned[0]], [w.start_s for w in timed[:2]], atol=0.08)
+    words = timed_words(segments, aligned, 0.0)
+    assert [w["timing"] for w in words] == ["aligned"] * 2 + ["asr"] * 4
+

@@ -136,7 +136,8 @@ class ForcedAligner:
                 for k, index in enumerate(group):
                     before = segments[group[k - 1]].end_s if k else previous_end
                     after = segments[group[k + 1]].start_s if k + 1 < len(group) else next_start
-                    result[index] = self._align_group(samples, segments, spoken, [index], before, after)
+                    alone = self._align_group(samples, segments, spoken, [index], before, after)
+                    result[index] = alone[0] if alone else None  # the spans of the group's one segment
                 continue
             for index, segment_spans in zip(group, spans or [None] * len(group)):
                 result[index] = segment_spans
