@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-import os
 from fractions import Fraction
 from pathlib import Path
 
 import pytest
 
+from bench.speech_corpora import SHARED_MEDIA
 from extract import registry
 from extract.run import run_extraction
 from features_store import FeatureStore
@@ -15,7 +15,6 @@ from media_factory import NTSC_FPS, click_track, write_video
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 SAMPLES = REPO_ROOT / "samples"
-SHARED_MEDIA = Path(os.environ.get("AFFECTSYNC_SHARED", REPO_ROOT.parent / "shared")) / "media"
 
 CLICK_FRAMES = (30, 900, 1750)  # the last one 58.4 s in: an i*hop placement would be 35 ms late there
 CLICK_VIDEO_FRAMES = 1798       # 60 s at 29.97 fps

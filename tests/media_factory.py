@@ -1,4 +1,5 @@
-"""Small real videos written with PyAV for edge cases: clicks at known frame times, no audio, variable frame rate."""
+"""Small real videos written with PyAV for edge cases: clicks at known frame times, no audio, variable frame rate,
+real clips played several times in a row."""
 
 from __future__ import annotations
 
@@ -79,15 +80,37 @@ def decoded_frame_times(path: Path) -> list[float]:
         return [float(frame.time) for frame in container.decode(video=0)]
 
 
-def write_frames(path: Path, frames: list[np.ndarray], fps: Fraction = Fraction(25)) -> Path:
-    """Write (H, W, 3) uint8 RGB ``frames`` (even H and W) as an H.264 video at ``fps``, no audio."""
+def write_frames(path: Path, frames: list[np.ndarray], fps: Fraction = Fraction(25), audio: np.ndarray | None = None,
+                 audio_rate_hz: int = 48_000) -> Path:
+    """Write (H, W, 3) uint8 RGB ``frames`` (even H and W) as an H.264 video at ``fps``, with mono float ``audio``
+    (AAC at ``audio_rate_hz``) when given."""
     height, width = frames[0].shape[:2]
     with av.open(str(path), "w") as container:
         stream = container.add_stream("libx264", rate=fps)
         stream.width, stream.height, stream.pix_fmt = width, height, "yuv420p"
+        stream_audio = None if audio is None else container.add_stream("aac", rate=audio_rate_hz, layout="mono")
         for i, pixels in enumerate(frames):
             frame = av.VideoFrame.from_ndarray(np.ascontiguousarray(pixels), format="rgb24")
             frame.pts = i
             container.mux(stream.encode(frame))
         container.mux(stream.encode(None))
+        if stream_audio is not None:
+            _write_audio(container, stream_audio, audio, audio_rate_hz, 0.0, None)
     return path
+
+
+def repeat_clip(source: Path, times: int, path: Path) -> Path:
+    """``source`` played ``times`` times in a row: its frames, and its audio mixed to mono, cut or padded to the
+    frames' duration so that every repetition starts with its frames (H.264 + AAC)."""
+    with av.open(str(source)) as container:
+        video = container.streams.video[0]
+        fps = video.average_rate or video.guessed_rate
+        frames = [frame.to_ndarray(format="rgb24") for frame in container.decode(video=0)]
+    with av.open(str(source)) as container:
+        rate_hz = container.streams.audio[0].rate
+        resampler = av.AudioResampler(format="flt", layout="mono", rate=rate_hz)
+        audio = np.concatenate([piece.to_ndarray().reshape(-1) for frame in container.decode(audio=0)
+                                for piece in resampler.resample(frame)])
+    take = np.zeros(int(round(len(frames) / fps * rate_hz)), dtype=np.float32)
+    take[:min(len(take), len(audio))] = audio[:len(take)]
+    return write_frames(path, frames * times, Fraction(fps), np.tile(take, times), rate_hz)

@@ -44,12 +44,19 @@ def serial_store(videos, tmp_path_factory) -> FeatureStore:
     return FeatureStore(location)
 
 
+def assert_same_words(expected: list[dict], actual: list[dict]) -> None:
+    """Equal words; confidences within 0.005: CTranslate2's OpenMP reads OMP_NUM_THREADS when the process starts, so
+    the serial run in this process keeps its thread count there, and Whisper's word probabilities move by ~1e-3."""
+    assert [{**word, "conf": None} for word in actual] == [{**word, "conf": None} for word in expected]
+    np.testing.assert_allclose([w["conf"] for w in actual], [w["conf"] for w in expected], rtol=0, atol=5e-3)
+
+
 def assert_same_arrays(expected: FeatureStore, actual: FeatureStore) -> None:
     assert actual.video_ids() == expected.video_ids() == ["grid_a", "grid_b"]
     for video_id in expected.video_ids():
         a, b = expected.video(video_id), actual.video(video_id)
         assert a.array_names() == b.array_names() and b.complete
-        assert a.attrs["words"] == b.attrs["words"]
+        assert_same_words(a.attrs["words"], b.attrs["words"])
         for name in a.array_names():
             np.testing.assert_allclose(b.read(name).astype(np.float64), a.read(name).astype(np.float64),
                                        rtol=0, atol=1e-4, err_msg=f"{video_id}/{name}")

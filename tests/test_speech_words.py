@@ -1,17 +1,20 @@
 """``words``: real speech (GRID, LibriVox, CREMA-D) through the shipped Whisper tiny.en and pocketsphinx's aligner,
-scored against the corpora's transcripts and GRID's ground-truth word alignment; the Vosk backend with a real model."""
+scored against the corpora's transcripts and GRID's ground-truth word alignment; repeated utterances heard once each
+and the same at any thread count; the loop test; the Vosk backend with a real model."""
 
 from __future__ import annotations
 
 import os
+import shutil
+import subprocess
+import sys
 from pathlib import Path
 
-import jiwer
 import librosa
 import numpy as np
 import pytest
-from transformers.models.whisper.english_normalizer import EnglishTextNormalizer
 
+from bench.speech_corpora import SHARED_MEDIA, grid_clips, librivox_utterances, normalise, word_error_rate
 from extract import registry
 from extract.__main__ import main as extract_main
 from extract.run import create_extractors, run_extraction
@@ -20,15 +23,13 @@ from extract.speech.words import frame_word_index
 from extract.weights import WeightsError
 from features_store import FeatureStore
 from features_store.verify import verify_video
+from media_factory import repeat_clip
 
-SAMPLES = Path(__file__).resolve().parents[1] / "samples"
+REPO_ROOT = Path(__file__).resolve().parents[1]
+SAMPLES = REPO_ROOT / "samples"
+REPEATED_GRID_CLIPS = ("lrwp9a", "id2_vcd_swwp2s")
 WORD_KEYS = {"text", "start", "end", "conf"}
-normalise = EnglishTextNormalizer({})  # Whisper's own evaluation normaliser: case, punctuation, "two" == "2"
-
-
-def word_error_rate(references: list[str], hypotheses: list[str]) -> float:
-    """Corpus WER (errors over all reference words), both sides normalised the way Whisper is evaluated."""
-    return jiwer.wer([normalise(r) for r in references], [normalise(h) for h in hypotheses])
+CREMA_D_SENTENCE = "don't forget a jacket"  # said six times, with six emotions, in the CREMA-D sample
 
 
 def spoken_text(words: list[dict]) -> str:
@@ -50,9 +51,8 @@ def words_extractor():
 
 
 def test_whisper_word_error_rate_on_grid(grid_store, shared_media):
-    transcripts = dict(line.strip().split(",", 1) for line in (shared_media / "grid" / "transcripts.csv")
-                       .read_text().splitlines()[1:])
-    hypotheses = [spoken_text(grid_store.video(Path(name).stem).attrs["words"]) for name in transcripts]
+    transcripts = grid_clips(shared_media)
+    hypotheses = [spoken_text(grid_store.video(path.stem).attrs["words"]) for path in transcripts]
     wer = word_error_rate(list(transcripts.values()), hypotheses)
     print(f"GRID WER {wer:.3f} over {len(transcripts)} clips: {hypotheses}")
     assert wer <= 0.35
@@ -60,10 +60,10 @@ def test_whisper_word_error_rate_on_grid(grid_store, shared_media):
 
 def test_whisper_word_error_rate_on_librivox(words_extractor, shared_media):
     references, hypotheses = [], []
-    for wav in sorted((shared_media / "librivox").glob("*.wav")):
+    for wav, transcript in librivox_utterances(shared_media).items():
         samples, _ = librosa.load(wav, sr=16_000, mono=True)
         hypotheses.append(spoken_text(words_extractor.recognise(samples)))
-        references.append(wav.with_suffix(".txt").read_text())
+        references.append(transcript)
     wer = word_error_rate(references, hypotheses)
     print(f"LibriVox WER {wer:.3f}: {hypotheses}")
     assert wer <= 0.25
@@ -114,7 +114,7 @@ def test_word_index_agrees_with_words(grid_store, sample_store):
         for video_id in store.video_ids():
             assert_words_consistent(store.video(video_id))
     spoken = sample_store.video("crema_d_1001_DFA_concat")
-    assert "jacket" in normalise(spoken_text(spoken.attrs["words"]))  # "Don't forget a jacket", six times
+    assert 22 <= len(spoken.attrs["words"]) <= 26  # "Don't forget a jacket", six times (it was 149 words once)
     assert spoken.read("word_valid").mean() > 0.2
 
 
@@ -187,7 +187,8 @@ def test_vosk_backend_on_real_speech(vosk_model_dir, tmp_path):
     assert all(word["timing"] == "asr" for word in words)
     assert_words_consistent(video)
     provenance = video.array("word_index").attrs["provenance"]
-    assert provenance["parameters"]["asr_settings"] == {"backend": "vosk"}
+    assert provenance["parameters"]["asr_settings"]["backend"] == "vosk"
+    assert provenance["parameters"]["asr_settings"]["regions"]["vad"] is True  # Vosk decodes the same regions
     assert provenance["weights"]["asr"]["file"] == "final.mdl" and provenance["weights"]["asr"]["folder"] == "model"
     assert provenance["libraries"]["vosk"] != "missing"
 
@@ -242,3 +243,103 @@ def test_a_group_that_fails_is_aligned_segment_by_segment():
     words = timed_words(segments, aligned, 0.0)
     assert [w["timing"] for w in words] == ["aligned"] * 2 + ["asr"] * 4
 
+
+
+def grid_clip(clip: str) -> tuple[Path, str]:
+    """A GRID clip and its sentence: the sample's (its sentence from its ground-truth alignment), or a shared one."""
+    if clip == "id2_vcd_swwp2s":
+        truth = (SAMPLES / "grid_id2_vcd_swwp2s.align").read_text().split()[2::3]
+        return SAMPLES / "grid_id2_vcd_swwp2s.mpg", " ".join(word for word in truth if word != "sil")
+    path = SHARED_MEDIA / "grid" / f"{clip}.mpg"
+    return path, grid_clips()[path]
+
+
+@pytest.fixture(scope="module")
+def repeated_speech(tmp_path_factory) -> Path:
+    """The CREMA-D sample (six takes of one sentence) and GRID clips each joined six times into one video (the
+    shared ones when ../shared/media is there)."""
+    folder = tmp_path_factory.mktemp("repeated")
+    shutil.copy(SAMPLES / "crema_d_1001_DFA_concat.mp4", folder)
+    for clip in REPEATED_GRID_CLIPS:
+        if clip == "id2_vcd_swwp2s" or SHARED_MEDIA.is_dir():
+            repeat_clip(grid_clip(clip)[0], 6, folder / f"{clip}_x6.mp4")
+    return folder
+
+
+@pytest.fixture(scope="module")
+def words_by_threads(repeated_speech, tmp_path_factory) -> dict[int, FeatureStore]:
+    """`words` of the repeated speech, extracted by `python -m extract` with OMP_NUM_THREADS=1 and =2 (CTranslate2's
+    OpenMP reads it when the process starts, as on dask workers and in a user's shell)."""
+    stores = {}
+    for threads in (1, 2):
+        location = tmp_path_factory.mktemp("threads") / f"words_{threads}.zarr"
+        subprocess.run([sys.executable, "-m", "extract", str(repeated_speech), "--store", str(location),
+                        "--features", "words", "--no-progress"], check=True, cwd=REPO_ROOT,
+                       env={**os.environ, "OMP_NUM_THREADS": str(threads)})
+        stores[threads] = FeatureStore(str(location))
+        provenance = stores[threads].video("crema_d_1001_DFA_concat").array("word_index").attrs["provenance"]
+        assert provenance["parameters"]["asr_settings"]["temperature"] == 0.0
+    return stores
+
+
+def test_repeated_sentence_heard_six_times_at_any_thread_count(words_by_threads):
+    """CREMA-D's six takes of one sentence: Whisper once looped them into 149 words, or dropped takes on 2 threads."""
+    texts = {}
+    for threads, store in words_by_threads.items():
+        heard = store.video("crema_d_1001_DFA_concat").attrs["words"]
+        texts[threads] = spoken_text(heard)
+        wer = word_error_rate([" ".join([CREMA_D_SENTENCE] * 6)], [texts[threads]])
+        print(f"CREMA-D sample, {threads} thread(s): {len(heard)} words, WER {wer:.3f}: {texts[threads]}")
+        assert 22 <= len(heard) <= 26 and wer <= 0.1
+        assert {word["decoding"] for word in heard} <= {"decoded", "retried"}
+    assert texts[1] == texts[2]
+
+
+@pytest.mark.parametrize("clip", REPEATED_GRID_CLIPS)
+def test_a_grid_clip_repeated_six_times_gives_every_take(clip, words_by_threads, request):
+    """A video joined from six copies of one GRID clip: every take is heard (each take's words lie inside it and
+    match the sentence), with the same text on 1 and 2 threads."""
+    if clip != "id2_vcd_swwp2s":
+        request.getfixturevalue("shared_media")  # skips without ../shared/media
+    reference = grid_clip(clip)[1]
+    texts = {}
+    for threads, store in words_by_threads.items():
+        video = store.video(f"{clip}_x6")
+        heard, take_s = video.attrs["words"], video.attrs["duration_s"] / 6
+        takes = [[word["text"] for word in heard if k * take_s <= word["start"] < (k + 1) * take_s] for k in range(6)]
+        print(f"{clip} x6, {threads} thread(s): {[' '.join(take) for take in takes]}")
+        assert sum(map(len, takes)) == len(heard)
+        for take in takes:
+            assert word_error_rate([reference], [" ".join(take)]) <= 1 / 3, (take, reference)
+        texts[threads] = spoken_text(heard)
+        assert_words_consistent(video)
+    assert texts[1] == texts[2]
+
+
+def test_a_region_that_keeps_looping_is_cut_and_marked():
+    """With a loop test no decoding can pass (at most 1 word per second), the GRID sentence (2.4 s of speech, five
+    words) is decoded, decoded again, and cut to the words the limit allows, marked "dropped_loop"."""
+    from extract.ingest import decode_video
+
+    audio = decode_video(SAMPLES / "grid_id2_vcd_swwp2s.mpg").audio
+    normal = registry.create("words", overrides={"align": False}).recognise(audio.samples)
+    strict = registry.create("words", overrides={"align": False, "max_words_per_s": 1.0}).recognise(audio.samples)
+    assert {word["decoding"] for word in normal} == {"decoded"} and len(normal) == 5
+    assert {word["decoding"] for word in strict} == {"dropped_loop"}
+    assert 1 <= len(strict) <= 3
+    assert [normalise(word["text"]) for word in strict] == [normalise(word["text"]) for word in normal[:len(strict)]]
+
+
+def test_loop_check_names_the_loop_and_where_it_starts():
+    from extract.speech.loops import LoopCheck
+
+    check = LoopCheck()
+    sentence = "don't forget a jacket".split()
+    assert check.problem(sentence, duration_s=1.6) is None
+    assert check.problem(sentence * 2, duration_s=4.0) == "repeated_ngram"  # one take, heard twice
+    assert check.looping_from(sentence * 3, duration_s=4.0) == 4
+    assert check.problem("one two three four five six seven eight".split(), duration_s=1.0) == "words_per_s"
+    assert check.problem(["ha" * 40], duration_s=5.0) == "compression_ratio"
+    assert check.problem(sentence, duration_s=1.6, hit_token_budget=True) == "token_limit"
+    assert check.looping_from("one two three four five six seven eight".split(), duration_s=1.0) == 6
+    assert check.token_budget(2.0) == 16 + 36

@@ -20,7 +20,7 @@ from functools import cached_property
 import numpy as np
 
 from extract.ingest import AUDIO_SAMPLE_RATE_HZ
-from extract.speech.asr import Segment
+from extract.speech.transcript import Segment
 from extract.weights import PackagedWeights
 
 ALIGNER_FRAME_S = 0.01

@@ -4,8 +4,10 @@ The recogniser (:mod:`extract.speech.asr`) transcribes the video's 16 kHz audio;
 (:mod:`extract.speech.align`) times each word. Stored per video:
 
 - group attribute ``words``: a list of ``{"text", "start", "end", "conf"}`` (seconds on the ``frame_time`` clock,
-  confidence 0..1 from the recogniser), plus ``segment`` (the recogniser's segment, BERT's context) and ``timing``
-  (``"aligned"``, or ``"asr"`` where the recogniser's own times were kept);
+  confidence 0..1 from the recogniser), plus ``segment`` (the speech region the word was decoded in, BERT's
+  context), ``timing`` (``"aligned"``, or ``"asr"`` where the recogniser's own times were kept) and ``decoding``
+  (``"decoded"``, ``"retried"`` after a first decoding that looked like a loop, or ``"dropped_loop"`` where the
+  words from a loop's start on were dropped);
 - ``word_index`` (T,) int32: the word spanning ``frame_time[i]`` (``start <= t < end``), -1 where none;
 - ``word_valid`` (T,) bool: ``word_index >= 0``.
 
@@ -24,22 +26,48 @@ from extract.base import Extractor, FeatureArray, VideoAttribute
 from extract.ingest import DecodedVideo
 from extract.registry import register
 from extract.speech.align import POCKETSPHINX_EN_US, ForcedAligner
-from extract.speech.asr import Segment, Transcriber, transcriber
+from extract.speech.asr import Transcriber, WhisperSettings, transcriber
+from extract.speech.loops import LoopCheck
+from extract.speech.regions import RegionSettings
+from extract.speech.transcript import Segment
 
 WORDS_ATTRIBUTE = "words"
 
 
 @dataclass(frozen=True)
 class WordsConfig:
-    """Recogniser (``asr``: whisper or vosk; ``asr_model``: a model folder path or name, None for the default),
-    Whisper's decoding settings, and whether words are re-timed by forced alignment (English)."""
+    """Recogniser (``asr``: whisper or vosk; ``asr_model``: a model folder path or name, None for the default), how
+    the audio is cut into speech regions (:class:`~extract.speech.regions.RegionSettings`; ``vad_filter`` false:
+    fixed windows), Whisper's decoding and loop test (:class:`~extract.speech.asr.WhisperSettings`,
+    :class:`~extract.speech.loops.LoopCheck`), and whether words are re-timed by forced alignment (English)."""
 
     asr: str = "whisper"
     asr_model: str | None = None
-    language: str = "en"
-    beam_size: int = 5
-    vad_filter: bool = True
+    language: str = WhisperSettings.language
+    beam_size: int = WhisperSettings.beam_size
+    retry_beam_size: int = WhisperSettings.retry_beam_size
+    context_s: float = WhisperSettings.context_s
+    condition_on_previous_region: bool = WhisperSettings.condition_on_previous_region
+    vad_filter: bool = RegionSettings.vad
+    vad_threshold: float = RegionSettings.threshold
+    min_silence_ms: int = RegionSettings.min_silence_ms
+    speech_pad_ms: int = RegionSettings.speech_pad_ms
+    max_region_s: float = RegionSettings.max_region_s
+    loop_ngram: int = LoopCheck.ngram
+    max_words_per_s: float = LoopCheck.max_words_per_s
+    max_compression_ratio: float = LoopCheck.max_compression_ratio
     align: bool = True
+
+    def regions(self) -> RegionSettings:
+        return RegionSettings(self.vad_filter, self.vad_threshold, self.min_silence_ms, self.speech_pad_ms,
+                              self.max_region_s)
+
+    def loop_check(self) -> LoopCheck:
+        return LoopCheck(self.loop_ngram, self.max_words_per_s, self.max_compression_ratio)
+
+    def whisper(self) -> WhisperSettings:
+        return WhisperSettings(self.language, self.beam_size, self.retry_beam_size, self.context_s,
+                               self.condition_on_previous_region)
 
 
 def timed_words(segments: list[Segment], aligned: list[list | None], start_time_s: float) -> list[dict[str, Any]]:
@@ -51,7 +79,7 @@ def timed_words(segments: list[Segment], aligned: list[list | None], start_time_
             start_s, end_s = (spans[k].start_s, spans[k].end_s) if spans else (word.start_s, word.end_s)
             words.append({"text": word.text, "start": round(start_time_s + start_s, 4),
                           "end": round(start_time_s + end_s, 4), "conf": round(word.conf, 4),
-                          "segment": index, "timing": "aligned" if spans else "asr"})
+                          "segment": index, "timing": "aligned" if spans else "asr", "decoding": segment.decoding})
     words.sort(key=lambda w: w["start"])
     for word, following in zip(words, words[1:]):
         word["end"] = min(word["end"], following["start"])
@@ -76,7 +104,7 @@ class Words(Extractor):
     """Speech recognition + forced alignment -> the ``words`` attribute, ``word_index`` and ``word_valid``."""
 
     name = "words"
-    version = "1"
+    version = "2"
     config_class = WordsConfig
     video_attributes = (WORDS_ATTRIBUTE,)
     primary_array = "word_index"
@@ -84,8 +112,8 @@ class Words(Extractor):
     @cached_property
     def transcriber(self) -> Transcriber:
         c = self.config
-        options = {"language": c.language, "beam_size": c.beam_size, "vad_filter": c.vad_filter}
-        return transcriber(c.asr, c.asr_model, self.models_search_path, **({} if c.asr != "whisper" else options))
+        whisper = {"loop_check": c.loop_check(), "settings": c.whisper()} if c.asr == "whisper" else {}
+        return transcriber(c.asr, c.asr_model, self.models_search_path, c.regions(), **whisper)
 
     @cached_property
     def aligner(self) -> ForcedAligner | None:
