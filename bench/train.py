@@ -24,12 +24,12 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from eval.tasks import va_task
 from features_store import FeatureStore
 from train.features import StoreFeatures
 from train.loop import pick_device
 from train.losses import LossConfig, MultiTaskLoss
 from train.models import build_model
-from train.tasks import va_task
 from train.windows import WindowBatches, WindowConfig
 
 FPS = 30

@@ -18,11 +18,11 @@ import sys
 from pathlib import Path
 
 from eval.evaluate import Evaluation, evaluate_folder, evaluate_run
+from eval.labels import LabelError
 from eval.predictions import PredictionError
 from eval.report import write_report
 from eval.submission import write_submission
 from features_store import StoreError
-from train.labels import LabelError
 
 
 def latest_run(runs_dir: Path) -> Path:

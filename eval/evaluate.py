@@ -24,11 +24,11 @@ import numpy as np
 
 from eval import metrics
 from eval.fusion import ccc_centering, majority_vote
+from eval.labels import LabelError, fit_to_frames, load_labels
 from eval.predictions import PredictionError, read_predictions
+from eval.runs import model_dirs
+from eval.tasks import TaskSpec, tasks_from_json
 from features_store import FeatureStore, StoreError
-from train.labels import LabelError, fit_to_frames, load_labels
-from train.predict import model_dirs
-from train.tasks import TaskSpec, tasks_from_json
 
 LOG = logging.getLogger("affectsync.eval")
 

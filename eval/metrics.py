@@ -28,7 +28,7 @@ from typing import Any
 
 import numpy as np
 
-from train.tasks import Protocol, TaskSpec
+from eval.tasks import Protocol, TaskSpec
 
 PROTOCOLS = ("abaw2020", "abaw2022")
 EXPR_WEIGHTS_ABAW2020 = (0.67, 0.33)

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import numpy as np
 
-from train.tasks import TaskSpec
+from eval.tasks import TaskSpec
 
 
 class PredictionError(ValueError):

@@ -25,7 +25,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
 from eval.metrics import ccc  # noqa: E402
-from train.tasks import TaskSpec  # noqa: E402
+from eval.tasks import TaskSpec  # noqa: E402
 
 REPORT_NAME = "report.md"
 FIGURES_DIR = "figures"

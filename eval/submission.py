@@ -19,7 +19,7 @@ from pathlib import Path
 
 import numpy as np
 
-from train.tasks import TaskSpec
+from eval.tasks import TaskSpec
 
 LOG = logging.getLogger("affectsync.eval")
 

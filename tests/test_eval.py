@@ -15,9 +15,9 @@ from eval.evaluate import evaluate_folder, evaluate_run, fuse_folds
 from eval.fusion import box_smooth, ccc_centering, majority_vote
 from eval.report import EXPR_CONFUSION, VA_TIMELINES
 from eval.submission import fit_length, write_submission
+from eval.tasks import au_task, expr_task, va_task
 from train.experiment import Experiment, ExperimentConfig
 from train.loop import OptimConfig
-from train.tasks import au_task, expr_task, va_task
 from train.windows import WindowConfig
 
 FRAMES = {"crema_d_1001_DFA_concat": 379, "grid_id2_vcd_swwp2s": 75}

@@ -10,7 +10,7 @@ import pytest
 
 from eval import metrics as m
 from eval import report
-from train.tasks import AU_INVALID, EXPR_INVALID, VA_INVALID, au_task, expr_task, va_task
+from eval.tasks import AU_INVALID, EXPR_INVALID, VA_INVALID, au_task, expr_task, va_task
 
 TASKS = {"va": va_task(), "expr": expr_task(), "au": au_task()}
 VIDEOS = {"vid_a": 300, "vid_b": 240, "vid_c": 360, "vid_d": 200}

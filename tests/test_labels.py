@@ -1,4 +1,4 @@
-"""train.labels: Aff-Wild2 layouts (ABAW3+, ABAW 2020), generic CSVs, and fitting labels to the store's frame counts."""
+"""eval.labels: Aff-Wild2 layouts (ABAW3+, ABAW 2020), generic CSVs, and fitting labels to the store's frame counts."""
 
 from __future__ import annotations
 
@@ -8,8 +8,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from train.labels import LabelError, LabelSet, fit_to_frames, load_labels
-from train.tasks import (AUS_ABAW3, AUS_ABAW2020, EXPR_CLASSES_ABAW3, EXPR_CLASSES_ABAW2020, TaskSpec, au_task,
+from eval.labels import LabelError, LabelSet, fit_to_frames, load_labels
+from eval.tasks import (AUS_ABAW3, AUS_ABAW2020, EXPR_CLASSES_ABAW3, EXPR_CLASSES_ABAW2020, TaskSpec, au_task,
                          expr_task, va_task)
 
 ABAW3 = {"va": "VA_Estimation_Challenge", "expr": "EXPR_Classification_Challenge", "au": "AU_Detection_Challenge"}
@@ -217,7 +217,7 @@ def test_fit_to_frames_trims_pads_broadcasts_and_reports(caplog):
         "clip": {"expr": np.array([5])},
         "gone": {"expr": np.array([0])},
     }, per_clip=["clip"])
-    with caplog.at_level(logging.WARNING, logger="affectsync.train"):
+    with caplog.at_level(logging.WARNING, logger="affectsync.labels"):
         aligned, messages = fit_to_frames(label_set, {"long": 379, "short": 4, "clip": 6, "unlabelled": 10})
     assert set(aligned) == {"long", "short", "clip"}
     assert all(set(tasks) == {"va", "expr"} for tasks in aligned.values())

@@ -8,6 +8,7 @@ import torch
 import torch.nn.functional as F
 
 from eval.metrics import ccc
+from eval.tasks import EXPR_CLASSES_ABAW3, au_task, expr_task, va_task
 from train.losses import (
     LossConfig,
     MultiTaskLoss,
@@ -19,7 +20,6 @@ from train.losses import (
     va_loss,
 )
 from train.pseudo_labels import fit_va_histograms, filter_inconsistent, pseudo_expr_probs, pseudo_va
-from train.tasks import EXPR_CLASSES_ABAW3, au_task, expr_task, va_task
 
 HAPPY, SAD, NEUTRAL = (EXPR_CLASSES_ABAW3.index(name) for name in ("Happiness", "Sadness", "Neutral"))
 

@@ -14,7 +14,7 @@ from eval.metrics import (
     per_video,
     va_score,
 )
-from train.tasks import au_task, expr_task, va_task
+from eval.tasks import au_task, expr_task, va_task
 
 TOL = 1e-6
 

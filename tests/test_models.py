@@ -10,11 +10,11 @@ import math
 import pytest
 import torch
 
+from eval.tasks import TASK_ORDER, au_task, expr_task, va_task
 from train.models import (DEFAULT_MODEL, MODELS, REFERENCE_MODALITY_DIMS, ModelSpec, build_model,
                           build_model_from_config, co_attention, count_parameters, format_models_table,
                           model_config_dict, model_names, reference_parameter_counts)
 from train.models.tcn import CoAttentionFusion
-from train.tasks import TASK_ORDER, au_task, expr_task, va_task
 
 B, L, PAD = 2, 40, 13          # row 1 of every batch ends in PAD padded frames
 TWO = {"audio": 6, "face": 10}

@@ -11,13 +11,13 @@ import numpy as np
 import pytest
 import torch
 
+from eval.tasks import expr_task, va_task
 from train.experiment import Experiment, ExperimentConfig, tsav_label_rules
 from train.features import StoreFeatures
 from train.loop import FoldData, OptimConfig, TrainingBatches
 from train.losses import LossConfig, TaskSchedule
 from train.models import MODELS
 from train.predict import predict_frames, predict_store
-from train.tasks import expr_task, va_task
 from train.windows import WindowConfig
 
 FRAMES = {"crema_d_1001_DFA_concat": 379, "grid_id2_vcd_swwp2s": 75}

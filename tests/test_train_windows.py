@@ -5,9 +5,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from eval.tasks import expr_task
 from train.features import FeatureError, StoreFeatures
 from train.folds import make_folds
-from train.tasks import expr_task
 from train.windows import WindowBatches, WindowConfig, sliding_starts
 
 CREMA = "crema_d_1001_DFA_concat"

@@ -17,11 +17,11 @@ import sys
 from datetime import datetime
 from pathlib import Path
 
+from eval.labels import LabelError
 from features_store import StoreError
 from train.experiment import Experiment, ExperimentConfig, TrainError
 from train.features import FeatureError
 from train.folds import FoldError
-from train.labels import LabelError
 from train.loop import OptimConfig, pick_device
 from train.losses import LossConfig
 from train.models import DEFAULT_MODEL, MODELS, reference_parameter_counts

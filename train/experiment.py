@@ -23,18 +23,18 @@ from typing import Any
 import numpy as np
 import torch
 
+from eval.labels import LabelSet, fit_to_frames, load_labels
 from eval.metrics import mean_scores
+from eval.tasks import TaskSpec, tasks_to_json
 from features_store import FeatureStore
 from train.features import StoreFeatures, Standardiser
 from train.folds import Fold, make_folds
-from train.labels import LabelSet, fit_to_frames, load_labels
-from train.losses import LossConfig, au_pos_weight
 from train.loop import FoldData, OptimConfig, TrainResult, fit, pick_device, seed_everything
+from train.losses import LossConfig, au_pos_weight
 from train.models import DEFAULT_MODEL, build_model, count_parameters, model_config_dict
 from train.plots import training_curve
 from train.predict import write_prediction_csvs
 from train.pseudo_labels import filter_inconsistent, fit_va_histograms, pseudo_va
-from train.tasks import TaskSpec, tasks_to_json
 from train.windows import WindowConfig
 
 LOG = logging.getLogger("affectsync.train")

@@ -19,11 +19,11 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
+from eval.tasks import TaskSpec
 from train.features import StoreFeatures
 from train.losses import LossConfig, MultiTaskLoss, TaskSchedule
 from train.predict import predict_frames
 from train.scoring import score
-from train.tasks import TaskSpec
 from train.windows import Batch, WindowBatches, WindowConfig
 
 LOG = logging.getLogger("affectsync.train")

@@ -26,7 +26,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from train.tasks import TASK_ORDER, TaskSpec
+from eval.tasks import TASK_ORDER, TaskSpec
 
 VA_MIN = -1.0 - 1e-6
 """Smallest usable VA value (valid values lie in [-1, 1], the invalid code is -5), as in ``TaskSpec.valid``."""

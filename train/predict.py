@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import csv
 import json
-import re
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
@@ -17,10 +16,11 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
+from eval.runs import model_dirs
+from eval.tasks import TASK_ORDER, TaskSpec, tasks_from_json
 from features_store import FeatureStore
 from train.features import FeatureError, Standardiser, StoreFeatures
 from train.models import build_model
-from train.tasks import TASK_ORDER, TaskSpec, tasks_from_json
 from train.windows import WindowBatches, WindowConfig
 
 AU_THRESHOLD = 0.5
@@ -100,19 +100,6 @@ def write_prediction_csvs(predictions: Mapping[str, Mapping[str, np.ndarray]], t
         tmp.replace(path)
         written.append(path)
     return written
-
-
-def model_dirs(run_dir: Path, marker: str = "model.pt") -> list[Path]:
-    """The model directories of a run: the run itself (one fold) or its ``fold<k>`` folders, those holding
-    ``marker``, in fold order."""
-    if (run_dir / marker).is_file():
-        return [run_dir]
-    folds = sorted((p for p in run_dir.iterdir() if re.fullmatch(r"fold\d+", p.name) and (p / marker).is_file()),
-                   key=lambda p: int(p.name[4:])) if run_dir.is_dir() else []
-    if not folds:
-        raise FileNotFoundError(f"{run_dir}: no {marker} here or in fold*/ (is it a run directory of python -m "
-                                f"train?)")
-    return folds
 
 
 def load_trained(model_dir: Path, device: torch.device) -> tuple[torch.nn.Module, dict, dict[str, TaskSpec],

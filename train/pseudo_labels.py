@@ -26,7 +26,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from train.tasks import VA_INVALID
+from eval.tasks import VA_INVALID
 
 NEUTRAL_MAX_NORM = 0.5
 """Largest sqrt(valence^2 + arousal^2) a frame labelled neutral may have (TSAV, Sec. IV-B)."""

@@ -14,8 +14,8 @@ from collections.abc import Mapping, Sequence
 import numpy as np
 
 from eval.metrics import task_scores
+from eval.tasks import TaskSpec
 from train.predict import decide
-from train.tasks import TaskSpec
 
 OBJECTIVE_TERMS = ("va_mean", "expr_score", "au_score")
 

@@ -19,7 +19,8 @@ from typing import Any
 
 from torch import nn
 
-from ..tasks import TASK_ORDER, TaskSpec, au_task, expr_task, va_task
+from eval.tasks import TASK_ORDER, TaskSpec, au_task, expr_task, va_task
+
 from ..windows import ABAW3_WINDOWS, WindowConfig
 from .base import SequenceModel
 from .gru import GruSeed002, GruSeed002Config, M3TAttention, M3TAttentionConfig, M3TConcat, M3TConcatConfig

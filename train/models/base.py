@@ -19,7 +19,8 @@ import torch.nn.functional as F
 from torch import nn
 from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 
-from ..tasks import TaskSpec
+from eval.tasks import TaskSpec
+
 from .heads import check_tasks
 
 

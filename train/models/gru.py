@@ -8,7 +8,8 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from ..tasks import TaskSpec
+from eval.tasks import TaskSpec
+
 from .base import ChannelPReLU, ModalityProjection, SequenceBatchNorm, SequenceModel, check_config, run_rnn
 from .heads import TaskHeads
 

@@ -11,7 +11,7 @@ from collections.abc import Sequence
 import torch
 from torch import nn
 
-from ..tasks import TASK_ORDER, TaskSpec
+from eval.tasks import TASK_ORDER, TaskSpec
 
 
 class TaskHeads(nn.Module):

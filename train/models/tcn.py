@@ -10,7 +10,8 @@ import torch
 from torch import nn
 from torch.nn.utils.parametrizations import weight_norm as _weight_norm
 
-from ..tasks import TaskSpec
+from eval.tasks import TaskSpec
+
 from .base import SequenceModel, check_config, pad_time
 from .heads import TaskHeads
 

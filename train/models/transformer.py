@@ -9,7 +9,8 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from ..tasks import TaskSpec
+from eval.tasks import TaskSpec
+
 from .base import SequenceModel, check_config
 from .heads import TaskHeads
 
