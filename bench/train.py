@@ -26,8 +26,8 @@ import torch
 
 from eval.tasks import va_task
 from features_store import FeatureStore
+from features_store.common import pick_device
 from train.features import StoreFeatures
-from train.loop import pick_device
 from train.losses import LossConfig, MultiTaskLoss
 from train.models import build_model
 from train.windows import WindowBatches, WindowConfig

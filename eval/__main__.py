@@ -18,19 +18,12 @@ import sys
 from pathlib import Path
 
 from eval.evaluate import Evaluation, evaluate_folder, evaluate_run
-from eval.labels import LabelError
 from eval.predictions import PredictionError
 from eval.report import write_report
+from eval.runs import latest_run
 from eval.submission import write_submission
-from features_store import StoreError
-
-
-def latest_run(runs_dir: Path) -> Path:
-    """The most recently written run directory under ``runs_dir``."""
-    runs = [p for p in runs_dir.iterdir() if p.is_dir()] if runs_dir.is_dir() else []
-    if not runs:
-        raise FileNotFoundError(f"no runs in {runs_dir}/ (make train first, or give RUN=runs/<name>)")
-    return max(runs, key=lambda p: p.stat().st_mtime)
+from features_store.cli import ArgumentParser, parse_assignment, run_command
+from features_store.errors import UsageError
 
 
 def read_frame_counts(path: Path) -> dict[str, int]:
@@ -42,8 +35,8 @@ def read_frame_counts(path: Path) -> dict[str, int]:
         raise PredictionError(f"{path}: expected a CSV with columns video,n_frames ({exc!r})") from exc
 
 
-def parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="python -m eval", description=__doc__.split("\n\n")[0])
+def parser() -> ArgumentParser:
+    p = ArgumentParser(prog="python -m eval", description=__doc__.split("\n\n")[0])
     source = p.add_mutually_exclusive_group()
     source.add_argument("--run", type=Path, help="run directory of python -m train (default: the latest in runs/)")
     source.add_argument("--pred", type=Path, help="folder of <video_id>.csv predictions (needs --labels)")
@@ -63,10 +56,9 @@ def parser() -> argparse.ArgumentParser:
 def run(args: argparse.Namespace) -> tuple[Evaluation, Path]:
     if args.pred is not None:
         if not args.labels:
-            raise LabelError("--pred needs --labels (the labels to score against)")
-        if any("=" not in item for item in args.label_column):
-            raise LabelError(f"--label-column takes TASKCOL=CSVCOL, got {args.label_column}")
-        columns = dict(item.split("=", 1) for item in args.label_column)
+            raise UsageError("--pred needs --labels (the labels to score against)")
+        columns = dict(parse_assignment(item, "TASKCOL=CSVCOL", "expr=intended_emotion", as_json=False)
+                       for item in args.label_column)
         tasks = [t for t in args.tasks.split(",") if t]
         evaluation = evaluate_folder(args.pred, args.labels, columns, tasks, args.store)
         out = args.out or args.pred.parent / "eval"
@@ -88,13 +80,14 @@ def run(args: argparse.Namespace) -> tuple[Evaluation, Path]:
 
 
 def main(argv: list[str] | None = None) -> int:
+    """``python -m eval``: its exit status; errors and misuse print one line ``eval: <cause>`` (status 2)."""
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s", stream=sys.stderr)
+    return run_command("eval", _main, argv)
+
+
+def _main(argv: list[str]) -> int:
     args = parser().parse_args(argv)
-    try:
-        evaluation, report = run(args)
-    except (LabelError, PredictionError, StoreError, FileNotFoundError) as exc:
-        print(f"eval: {exc}", file=sys.stderr)
-        return 2
+    evaluation, report = run(args)
     overall = evaluation.metrics["overall"]
     print("  ".join(f"{k} {v:.4f}" for k, v in overall.items() if not isinstance(v, list)), file=sys.stderr)
     print(report)

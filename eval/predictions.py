@@ -10,9 +10,10 @@ from pathlib import Path
 import numpy as np
 
 from eval.tasks import TaskSpec
+from features_store.errors import AffectsyncError
 
 
-class PredictionError(ValueError):
+class PredictionError(AffectsyncError, ValueError):
     """A prediction file is missing, malformed, or lacks a task's columns."""
 
 

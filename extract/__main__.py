@@ -3,21 +3,25 @@
 
 from __future__ import annotations
 
-import argparse
 import json
 import sys
 
 from extract import registry
-from extract.weights import MODELS_ENV, WeightsError, models_search_path
+from extract.weights import MODELS_ENV, models_search_path
+from features_store.cli import ArgumentParser, run_command
 
 MODELS_HELP = f"folder searched first for weights you bring (then ${MODELS_ENV}, then models/)"
 
 
 def models_main(argv: list[str]) -> int:
     """``python -m extract models``: every feature's weights, found or missing, with path, sha256, source, license."""
+    return run_command("extract models", _list_models, argv)
+
+
+def _list_models(argv: list[str]) -> int:
     from extract.catalogue import format_table, weights_table
 
-    parser = argparse.ArgumentParser(prog="python -m extract models",
+    parser = ArgumentParser(prog="python -m extract models",
                                      description="List the weights files every feature needs and whether they are here.")
     parser.add_argument("--models", metavar="DIR", help=MODELS_HELP)
     parser.add_argument("--json", action="store_true", help="JSON lines, one per weights file")
@@ -31,13 +35,18 @@ def models_main(argv: list[str]) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
+    """``python -m extract``: its exit status; errors and misuse print one line ``extract: <cause>`` (status 2)."""
     argv = sys.argv[1:] if argv is None else argv
     if argv[:1] == ["models"]:
         return models_main(argv[1:])
-    from extract.run import VideoIdCollision, run_extraction
+    return run_command("extract", _extract, argv)
+
+
+def _extract(argv: list[str]) -> int:
+    from extract.run import run_extraction
 
     offline = registry.feature_names(offline_only=True)
-    parser = argparse.ArgumentParser(
+    parser = ArgumentParser(
         prog="python -m extract",
         description="Extract frame-synchronized features from videos into a Zarr feature store. "
                     "`python -m extract models` lists the weights each feature needs.")
@@ -77,21 +86,17 @@ def main(argv: list[str] | None = None) -> int:
     if not args.inputs or not args.store:
         parser.error("give at least one VIDEO_OR_DIR and --store")
     features = [name.strip() for name in args.features.split(",") if name.strip()]
-    try:
-        settings: dict[str, dict] = {}
-        for text in args.set:
-            feature, field, value = registry.parse_setting(text)
+    settings: dict[str, dict] = {}
+    for text in args.set:
+        feature, field, value = registry.parse_setting(text)
+        settings.setdefault(feature, {})[field] = value
+    for feature, field, value in (("words", "asr", args.asr), ("words", "asr_model", args.asr_model),
+                                  ("bert", "model", args.bert_model)):
+        if value is not None:
             settings.setdefault(feature, {})[field] = value
-        for feature, field, value in (("words", "asr", args.asr), ("words", "asr_model", args.asr_model),
-                                      ("bert", "model", args.bert_model)):
-            if value is not None:
-                settings.setdefault(feature, {})[field] = value
-        report = run_extraction(args.inputs, args.store, features, overwrite=args.overwrite,
-                                progress=not args.no_progress, subject=args.subject, models_dir=args.models,
-                                settings=settings, workers=args.workers, scheduler=args.scheduler)
-    except (VideoIdCollision, WeightsError, ValueError) as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
+    report = run_extraction(args.inputs, args.store, features, overwrite=args.overwrite,
+                            progress=not args.no_progress, subject=args.subject, models_dir=args.models,
+                            settings=settings, workers=args.workers, scheduler=args.scheduler)
     print(f"{args.store}: {len(report.extracted)} extracted, {len(report.skipped)} already complete, "
           f"{len(report.failed)} failed", file=sys.stderr)
     return 1 if report.failed else 0

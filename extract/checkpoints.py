@@ -16,6 +16,7 @@ from typing import Any
 import numpy as np
 
 from extract.weights import WeightsError
+from features_store.common import pick_device
 
 _NUMPY_PICKLE_GLOBALS = frozenset({
     ("numpy.core.multiarray", "_reconstruct"), ("numpy._core.multiarray", "_reconstruct"),
@@ -74,20 +75,13 @@ def load_state_dict(path: Path) -> dict[str, Any]:
             else value for key, value in checkpoint.items()}
 
 
-def torch_device():
-    """CUDA when present, else CPU (chosen once per model)."""
-    import torch
-
-    return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-
-
 def load_network(path: Path, build: Callable[[dict[str, Any]], Any], feature: str):
-    """(network in eval mode on :func:`torch_device`, device): ``build`` makes the ``torch.nn.Module`` for the state
-    dict in ``path`` and loads it strictly; a state dict that does not fit is a
+    """(network in eval mode on the device :func:`~features_store.common.pick_device` picks, device): ``build`` makes
+    the ``torch.nn.Module`` for the state dict in ``path`` and loads it strictly; a state dict that does not fit is a
     :class:`~extract.weights.WeightsError` naming the file."""
     try:
         network = build(load_state_dict(path))
     except (RuntimeError, KeyError, ValueError) as exc:  # missing/unexpected keys, shape mismatches
         raise WeightsError(f"{path}: does not fit the {feature} network: {str(exc).splitlines()[0]}") from exc
-    device = torch_device()
+    device = pick_device()
     return network.eval().to(device), device

@@ -18,8 +18,10 @@ from pathlib import Path
 from tqdm import tqdm
 
 from extract.base import Extractor
-from extract.run import Extraction, RunReport, create_extractors, subject_video_ids
-from features_store.store import FeatureStore, now_utc
+from extract.pipeline import Extraction, RunReport, create_extractors
+from extract.videos import subject_video_ids
+from features_store.common import now_utc
+from features_store.store import FeatureStore
 
 _EXTRACTORS: dict[DistributedRecipe, list[Extractor]] = {}
 """In a worker process: the extractors of each recipe seen, built on its first task (models load once)."""

@@ -15,13 +15,15 @@ from pathlib import Path
 import av
 import numpy as np
 
+from features_store.errors import AffectsyncError
+
 AUDIO_SAMPLE_RATE_HZ = 16_000
 
 FrameSink = Callable[[int, float, "av.VideoFrame"], None]
 """Called as ``sink(frame_index, frame_time_s, frame)`` for every decoded video frame, in order."""
 
 
-class IngestError(RuntimeError):
+class IngestError(AffectsyncError, RuntimeError):
     """A video could not be ingested; the message names the file and the cause."""
 
     def __init__(self, path: Path, cause: str):

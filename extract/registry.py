@@ -1,18 +1,21 @@
 """Maps feature names (as written in ``--features`` / ``FEATURES=``) to extractors.
 
-Most features are one registered class each. A *family* is a prefix whose members are configured at run time:
+The registry sits below what it registers: each extractor module imports :func:`register` and registers its classes
+when imported; the package (``extract/__init__.py``) imports the built-in ones, so any ``import extract...`` sees them
+all (lhotse's ``features/__init__.py`` does the same). Most features are one registered class each. A *family* is a prefix whose members are configured at run time:
 ``onnx:<name>`` is the ONNX face model configured by ``<name>.json`` in the models search path.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import json
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 from extract.base import Extractor
+from features_store.cli import parse_assignment
+from features_store.errors import UsageError
 
 _REGISTRY: dict[str, type[Extractor]] = {}
 _FAMILIES: dict[str, tuple[Callable[..., Extractor], type[Extractor]]] = {}
@@ -35,34 +38,19 @@ def register_family(prefix: str, base: type[Extractor]):
     return decorate
 
 
-def _load_builtin() -> None:
-    import extract.audio  # noqa: F401  (registers the audio extractors)
-    import extract.faces.extractor  # noqa: F401  (registers face_crop)
-    import extract.faces.expression  # noqa: F401  (registers the offline face embeddings)
-    import extract.faces.identity  # noqa: F401
-    import extract.faces.senet  # noqa: F401  (the face embeddings whose weights users bring)
-    import extract.faces.onnx_models  # noqa: F401  (iresnet, hsemotion and the onnx:<name> family)
-    import extract.faces.facenet  # noqa: F401
-    import extract.speech.words  # noqa: F401  (words, bert, vggish)
-    import extract.speech.bert  # noqa: F401
-    import extract.speech.vggish  # noqa: F401
-
-
 def feature_names(offline_only: bool = False) -> list[str]:
     """Registered feature names, in registration order; ``offline_only`` keeps those needing no user weights."""
-    _load_builtin()
     return [name for name, cls in _REGISTRY.items() if cls.offline or not offline_only]
 
 
 def family_prefixes() -> list[str]:
     """The prefixes of feature families (``onnx`` for ``onnx:<name>``)."""
-    _load_builtin()
     return list(_FAMILIES)
 
 
-def _unknown(name: str) -> ValueError:
+def _unknown(name: str) -> UsageError:
     families = ", ".join(f"{prefix}:<name>" for prefix in _FAMILIES)
-    return ValueError(f"unknown feature {name!r}; known features: {', '.join(_REGISTRY)}, {families}")
+    return UsageError(f"unknown feature {name!r}; known features: {', '.join(_REGISTRY)}, {families}")
 
 
 def _family(name: str) -> tuple[Callable[..., Extractor], type[Extractor], str] | None:
@@ -74,7 +62,6 @@ def _family(name: str) -> tuple[Callable[..., Extractor], type[Extractor], str] 
 
 def requirements_of(name: str) -> tuple[str, ...]:
     """The features ``name`` is computed from."""
-    _load_builtin()
     if name in _REGISTRY:
         return _REGISTRY[name].requires
     family = _family(name)
@@ -102,37 +89,50 @@ def with_requirements(names: Sequence[str]) -> list[str]:
 def parse_setting(text: str) -> tuple[str, str, Any]:
     """``FEATURE.FIELD=VALUE`` (a ``--set`` argument) -> (feature, field, value); VALUE is read as JSON when it is
     (numbers, true/false, null, lists become tuples), else as a string."""
-    key, equals, raw = text.partition("=")
+    example = "face_crop.crop_size_px=128"
+    key, value = parse_assignment(text, "FEATURE.FIELD=VALUE", example)
     feature, dot, field = key.rpartition(".")
-    if not (equals and dot and feature and field):
-        raise ValueError(f"--set {text!r}: expected FEATURE.FIELD=VALUE, e.g. face_crop.crop_size_px=128")
-    try:
-        value = json.loads(raw)
-    except ValueError:
-        value = raw
-    return feature, field, tuple(value) if isinstance(value, list) else value
+    if not (dot and feature and field):
+        raise UsageError(f"--set {text!r}: expected FEATURE.FIELD=VALUE, e.g. {example}")
+    return feature, field, value
 
 
 def with_overrides(config: Any, overrides: Mapping[str, Any] | None, feature: str) -> Any:
-    """``config`` (a dataclass) with ``overrides`` (``--set`` values) replacing fields; a key that is not a field is
-    a ValueError naming the fields there are."""
+    """``config`` (a dataclass) with ``overrides`` (``--set`` values) replacing fields; a key that is not a field, or
+    a value of another kind than the field's default (a number for a number, true/false for a flag, text for text), is
+    a :class:`~features_store.errors.UsageError` naming the fields there are or the kind expected."""
     if not overrides:
         return config
-    fields = {f.name for f in dataclasses.fields(config)}
-    unknown = set(overrides) - fields
+    fields = {f.name: getattr(config, f.name) for f in dataclasses.fields(config)}
+    unknown = set(overrides) - set(fields)
     if unknown:
-        raise ValueError(f"{feature} has no setting {', '.join(sorted(unknown))}; its settings: "
+        raise UsageError(f"{feature} has no setting {', '.join(sorted(unknown))}; its settings: "
                          f"{', '.join(sorted(fields))}")
-    return dataclasses.replace(config, **overrides)
+    return dataclasses.replace(config, **{name: _checked_value(feature, name, fields[name], value)
+                                          for name, value in overrides.items()})
+
+
+_KINDS = {bool: (bool,), int: (int,), float: (int, float), str: (str,), tuple: (tuple,)}
+"""The kind of a field's default -> the kinds of value a ``--set`` may give it."""
+
+
+def _checked_value(feature: str, name: str, default: Any, value: Any) -> Any:
+    """``value`` for a field whose default is ``default``: of the same kind (floats also take integers, never
+    true/false); fields without a default (None) or of other kinds take any value."""
+    kind = type(default)
+    if default is None or kind not in _KINDS:
+        return value
+    if isinstance(value, bool) and kind is not bool or not isinstance(value, _KINDS[kind]):
+        raise UsageError(f"--set {feature}.{name}={value!r}: expected {kind.__name__} (the default is {default!r})")
+    return float(value) if kind is float else value
 
 
 def create(name: str, models_dir: str | Path | None = None, overrides: Mapping[str, Any] | None = None,
            **settings) -> Extractor:
     """An extractor for feature ``name`` with its default config, except ``settings`` for the config fields it has
     (e.g. ``subject`` for the face features) and ``overrides`` (``--set``: every key must be a config field); user
-    weights are looked up with ``models_dir`` first (see :func:`extract.weights.models_search_path`). ValueError
-    lists the known names."""
-    _load_builtin()
+    weights are looked up with ``models_dir`` first (see :func:`extract.weights.models_search_path`). An unknown
+    name is a :class:`~features_store.errors.UsageError` listing the known ones."""
     if name not in _REGISTRY:
         family = _family(name)
         if family is None:

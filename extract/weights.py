@@ -26,13 +26,15 @@ from importlib import resources
 from pathlib import Path
 from typing import Any, Protocol
 
+from features_store.errors import AffectsyncError
+
 MODELS_ENV = "AFFECTSYNC_MODELS"
 DEFAULT_MODELS_DIR = Path("models")
 PINS_FILE = "SHA256SUMS"
 """Users' own pins, next to their weights: lines of ``<sha256>  <file name>`` (what ``sha256sum *.pth`` prints)."""
 
 
-class WeightsError(FileNotFoundError):
+class WeightsError(AffectsyncError, FileNotFoundError):
     """A weights file is missing or is not the file expected."""
 
 

@@ -4,12 +4,12 @@
 
 from __future__ import annotations
 
-import argparse
 import json
 import sys
 
+from features_store.cli import ArgumentParser, run_command
 from features_store.describe import describe_store
-from features_store.store import FeatureStore, StoreError
+from features_store.store import FeatureStore
 from features_store.verify import verify_store
 
 
@@ -64,11 +64,8 @@ def _show(store: FeatureStore, video_id: str, out: str) -> int:
     from pathlib import Path
 
     from features_store.show import contact_sheet
-    try:
-        print(contact_sheet(store.video(video_id), Path(out)))
-    except StoreError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
+
+    print(contact_sheet(store.video(video_id), Path(out)))
     return 0
 
 
@@ -98,7 +95,12 @@ SHARING = ("merge", "diff", "export-h5", "import-h5", "import-npy")
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m features_store", description="Inspect, check and share feature "
+    """``python -m features_store``: its exit status; errors and misuse print ``features_store: <cause>`` (status 2)."""
+    return run_command("features_store", _main, argv)
+
+
+def _main(argv: list[str]) -> int:
+    parser = ArgumentParser(prog="python -m features_store", description="Inspect, check and share feature "
                                      "stores (paths or fsspec URLs).")
     commands = parser.add_subparsers(dest="command", required=True)
     info = commands.add_parser("info", help="videos, T, duration, features with shape/dtype/provenance")
@@ -129,13 +131,9 @@ def main(argv: list[str] | None = None) -> int:
     import_npy.add_argument("store")
     import_npy.add_argument("--fps", type=float, help="frame rate for i / fps frame times where no frame_time.npy")
     args = parser.parse_args(argv)
-    try:
-        if args.command in SHARING:
-            return _sharing(args)
-        store = FeatureStore(args.store, mode="r")
-    except StoreError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
+    if args.command in SHARING:
+        return _sharing(args)
+    store = FeatureStore(args.store, mode="r")
     if args.command == "info":
         return _info(store, args.json)
     if args.command == "show":

@@ -31,6 +31,9 @@ from zarr.core.buffer import default_buffer_prototype
 from zarr.core.sync import sync
 from zarr.storage import LocalStore
 
+from features_store.common import utc_stamp
+from features_store.errors import AffectsyncError
+
 CLAIMS_PREFIX = ".claims"
 ROOT_CLAIM = ".root"
 DEFAULT_STALE_AFTER_S = 600.0
@@ -39,7 +42,7 @@ OBJECT_STORE_SETTLE_S = 1.0
 """Without an atomic create-if-absent, a claimer waits this long before reading its claim back (last writer wins)."""
 
 
-class ClaimLost(RuntimeError):
+class ClaimLost(AffectsyncError, RuntimeError):
     """A claim this process held was taken over (its heartbeat lapsed past the timeout seen from another host)."""
 
 
@@ -58,7 +61,7 @@ class Claimant:
     def this_process(cls) -> Claimant:
         now = time.time()
         return cls(socket.gethostname(), os.getpid(), psutil.Process().create_time(), uuid.uuid4().hex,
-                   time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(now)), now)
+                   utc_stamp(now), now)
 
     def is_stale(self, stale_after_s: float, now_s: float | None = None) -> bool:
         """True when the holder is gone: its process, on this host; its heartbeat, seen from another host."""

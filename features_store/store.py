@@ -17,7 +17,6 @@ Nothing in a store is pickled or executed; a consumer needs only zarr and numpy.
 from __future__ import annotations
 
 import contextlib
-import datetime as dt
 import json
 import math
 import time
@@ -30,6 +29,9 @@ from typing import Any
 import numpy as np
 import zarr
 
+from features_store.common import now_utc
+from features_store.errors import AffectsyncError
+
 STORE_FORMAT = "affectsync-store/1"
 VIDEOS_GROUP = "videos"
 MIN_CHUNK_BYTES = 1 << 20
@@ -38,12 +40,7 @@ SAFE_CODECS = frozenset({"bytes", "transpose", "crc32c", "zstd", "gzip", "blosc"
 """Codecs that decode bytes to numbers and nothing else (pickle-based object codecs are never read)."""
 
 
-def now_utc() -> str:
-    """The current UTC time, ISO 8601 to the second (provenance and write stamps)."""
-    return dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")
-
-
-class StoreError(RuntimeError):
+class StoreError(AffectsyncError, RuntimeError):
     """The store is missing, not an affectsync store, or inconsistent with a request."""
 
 

@@ -11,18 +11,15 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import json
 import logging
 import sys
 from datetime import datetime
 from pathlib import Path
 
-from eval.labels import LabelError
-from features_store import StoreError
-from train.experiment import Experiment, ExperimentConfig, TrainError
-from train.features import FeatureError
-from train.folds import FoldError
-from train.loop import OptimConfig, pick_device
+from features_store.cli import ArgumentParser, parse_assignment, run_command
+from features_store.common import pick_device
+from train.experiment import Experiment, ExperimentConfig
+from train.loop import OptimConfig
 from train.losses import LossConfig
 from train.models import DEFAULT_MODEL, MODELS, reference_parameter_counts
 from train.models import REFERENCE_MODALITY_DIMS
@@ -34,22 +31,13 @@ def _csv(text: str) -> tuple[str, ...]:
     return tuple(part.strip() for part in text.split(",") if part.strip())
 
 
-def _pairs(items: list[str]) -> dict[str, object]:
-    """``key=value`` items; values parsed as JSON when they are (numbers, true/false), else kept as text."""
-    pairs: dict[str, object] = {}
-    for item in items:
-        key, sep, value = item.partition("=")
-        if not sep:
-            raise argparse.ArgumentTypeError(f"expected key=value, got {item!r}")
-        try:
-            pairs[key.strip()] = json.loads(value)
-        except json.JSONDecodeError:
-            pairs[key.strip()] = value
-    return pairs
+def _pairs(items: list[str], what: str, example: str, as_json: bool = True) -> dict[str, object]:
+    """``KEY=VALUE`` items (see :func:`features_store.cli.parse_assignment`)."""
+    return dict(parse_assignment(item, what, example, as_json) for item in items)
 
 
 def train_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="python -m train", description="Train a sequence model on a feature store.")
+    p = ArgumentParser(prog="python -m train", description="Train a sequence model on a feature store.")
     p.add_argument("--store", required=True, help="feature store (path or URL)")
     p.add_argument("--labels", required=True, help="folder of Aff-Wild2 challenge folders, or a generic CSV")
     p.add_argument("--features", type=_csv, default=(), help="comma-separated features (default: every per-frame one)")
@@ -107,7 +95,8 @@ def run_training(argv: list[str]) -> int:
     name = args.name or f"{args.model}_{features}_{datetime.now().strftime('%Y%m%d-%H%M%S')}"
     config = ExperimentConfig(
         store=args.store, labels=args.labels, features=args.features, tasks=args.tasks,
-        label_columns=_pairs(args.label_column), model=args.model, model_overrides=_pairs(args.set),
+        label_columns=_pairs(args.label_column, "TASKCOL=CSVCOL", "expr=intended_emotion", as_json=False),
+        model=args.model, model_overrides=_pairs(args.set, "FIELD=VALUE", "gru_hidden=128"),
         folds=args.folds,
         window=model_windows(args),
         optim=OptimConfig(epochs=args.epochs, batch_size=args.batch_size, optimizer=args.optimizer,
@@ -118,11 +107,7 @@ def run_training(argv: list[str]) -> int:
         loss=LossConfig(expr_loss=args.expr_loss, schedule=args.schedule, lambda_expr=args.lambda_expr,
                         lambda_au=args.lambda_au),
         filter_labels=args.filter_labels, pseudo_labels=args.pseudo_labels, device=args.device)
-    try:
-        run_dir = Experiment(config, Path(args.runs_dir) / name, progress=not args.quiet).run()
-    except (StoreError, LabelError, FeatureError, FoldError, TrainError) as exc:
-        print(f"train: {exc}", file=sys.stderr)
-        return 2
+    run_dir = Experiment(config, Path(args.runs_dir) / name, progress=not args.quiet).run()
     print(run_dir)
     return 0
 
@@ -142,31 +127,29 @@ def list_models() -> int:
 
 
 def run_predict(argv: list[str]) -> int:
-    p = argparse.ArgumentParser(prog="python -m train predict",
+    p = ArgumentParser(prog="python -m train predict",
                                 description="Write one CSV of per-frame predictions per video of a store.")
     p.add_argument("run", type=Path, help="run directory (runs/<name>)")
     p.add_argument("store", help="feature store (path or URL)")
     p.add_argument("--out", type=Path, required=True, help="output folder: <video_id>.csv per video")
     p.add_argument("--device", default="auto")
     args = p.parse_args(argv)
-    try:
-        written = predict_store(args.run, args.store, args.out, pick_device(args.device))
-    except (StoreError, FeatureError, FileNotFoundError) as exc:
-        print(f"train predict: {exc}", file=sys.stderr)
-        return 2
+    written = predict_store(args.run, args.store, args.out, pick_device(args.device))
     print(f"wrote {len(written)} prediction files to {args.out}", file=sys.stderr)
     print(args.out)
     return 0
 
 
 def main(argv: list[str] | None = None) -> int:
+    """``python -m train``: its exit status; errors and misuse print one line ``train: <cause>`` (``train predict:``
+    for predict) and exit with status 2."""
     argv = sys.argv[1:] if argv is None else argv
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s", stream=sys.stderr)
     if argv[:1] == ["models"]:
         return list_models()
     if argv[:1] == ["predict"]:
-        return run_predict(argv[1:])
-    return run_training(argv)
+        return run_command("train predict", run_predict, argv[1:])
+    return run_command("train", run_training, argv)
 
 
 if __name__ == "__main__":

@@ -15,7 +15,6 @@ import json
 import logging
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
 from importlib import metadata
 from pathlib import Path
 from typing import Any
@@ -27,9 +26,11 @@ from eval.labels import LabelSet, fit_to_frames, load_labels
 from eval.metrics import mean_scores
 from eval.tasks import TaskSpec, tasks_to_json
 from features_store import FeatureStore
+from features_store.common import now_utc, pick_device
+from features_store.errors import AffectsyncError
 from train.features import StoreFeatures, Standardiser
 from train.folds import Fold, make_folds
-from train.loop import FoldData, OptimConfig, TrainResult, fit, pick_device, seed_everything
+from train.loop import FoldData, OptimConfig, TrainResult, fit, seed_everything
 from train.losses import LossConfig, au_pos_weight
 from train.models import DEFAULT_MODEL, build_model, count_parameters, model_config_dict
 from train.plots import training_curve
@@ -40,7 +41,7 @@ from train.windows import WindowConfig
 LOG = logging.getLogger("affectsync.train")
 
 
-class TrainError(ValueError):
+class TrainError(AffectsyncError, ValueError):
     """A run cannot start: nothing to train on, a bad model setting, or the run directory is taken."""
 
 
@@ -78,10 +79,6 @@ def trainable_features(store: FeatureStore, video_ids: Sequence[str]) -> list[st
         names = {name for name in video.array_names() if main_feature(video.array(name))}
         common = names if common is None else common & names
     return sorted(common or ())
-
-
-def utc_now() -> str:
-    return datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 def label_masks(fold: Fold, tasks: Mapping[str, TaskSpec], labels: Mapping[str, Mapping[str, np.ndarray]],
@@ -201,7 +198,7 @@ class Experiment:
         standardiser.save(out / "normalisation.npz")
         config = {
             "affectsync_version": metadata.version("affectsync"),
-            "created_utc": utc_now(),
+            "created_utc": now_utc(),
             "store": self.config.store,
             "labels": self.config.labels,
             "label_columns": dict(self.config.label_columns),

@@ -19,6 +19,7 @@ import numpy as np
 import psutil
 
 from features_store import FeatureStore, StoreError
+from features_store.errors import AffectsyncError
 
 LOG = logging.getLogger("affectsync.train")
 
@@ -26,7 +27,7 @@ RAM_FRACTION = 0.5
 """Features are held in RAM when raw plus standardised copies take at most this fraction of the available memory."""
 
 
-class FeatureError(ValueError):
+class FeatureError(AffectsyncError, ValueError):
     """A requested feature is missing from a video or cannot be trained on."""
 
 

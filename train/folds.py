@@ -15,10 +15,12 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Literal
 
+from features_store.errors import AffectsyncError
+
 Role = Literal["train", "val"]
 
 
-class FoldError(ValueError):
+class FoldError(AffectsyncError, ValueError):
     """The labelled videos cannot be split into the folds asked for."""
 
 N_GROUPS_WITHOUT_SPLIT = 5

@@ -10,13 +10,14 @@ from pathlib import Path
 import numpy as np
 
 from eval.tasks import AU_INVALID, EXPR_INVALID, TASK_ORDER, VA_INVALID, TaskSpec, au_task, expr_task, va_task
+from features_store.errors import AffectsyncError
 
 SPLITS = ("train", "val")
 TASK_SPECS = {"va": va_task, "expr": expr_task, "au": au_task}
 """Task name -> its spec for a protocol."""
 
 
-class LabelError(ValueError):
+class LabelError(AffectsyncError, ValueError):
     """Labels that cannot be read or used; the message names the file and the cause on one line."""
 
 

@@ -15,6 +15,8 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 
+from features_store.common import pick_device
+
 
 @dataclass(frozen=True)
 class FrameFaces:
@@ -62,7 +64,7 @@ class MtcnnDetector(FaceDetector):
 
         self.config = config
         self.batch_frames = config.batch_frames
-        self.device = device or torch.device("cuda" if torch.cuda.is_available() else "cpu")
+        self.device = device or pick_device()
         self.model = MTCNN(keep_all=True, min_face_size=max(8, config.min_face_px // config.subsample),
                            thresholds=list(config.thresholds), device=self.device)
 

