@@ -6,14 +6,13 @@ Every comparison is made in the same run on the same data and reported as a rati
 
 from __future__ import annotations
 
-import json
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 import numpy as np
 
+from bench.results import best_seconds, emit
 from extract import registry
 from extract.audio import AudioExtractor
 from extract.ingest import AudioTrack, DecodedVideo, decode_video
@@ -22,21 +21,6 @@ from features_store.store import FeatureStore
 REPO_ROOT = Path(__file__).resolve().parents[1]
 SAMPLE_VIDEO = REPO_ROOT / "samples" / "crema_d_1001_DFA_concat.mp4"
 AUDIO_MINUTES = 10.0
-REPEATS = 3
-
-
-def best_seconds(function, repeats: int = REPEATS) -> float:
-    """The fastest of ``repeats`` wall-clock timings of ``function()``, in seconds."""
-    timings = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        function()
-        timings.append(time.perf_counter() - start)
-    return min(timings)
-
-
-def emit(**record) -> None:
-    print(json.dumps(record), flush=True)
 
 
 def long_video(sample: DecodedVideo, minutes: float) -> DecodedVideo:

@@ -9,7 +9,6 @@ at least 10 frames/s end to end. Prints JSON lines (``make bench``).
 
 from __future__ import annotations
 
-import json
 import tempfile
 import time
 from itertools import islice
@@ -17,22 +16,19 @@ from pathlib import Path
 
 import numpy as np
 
+from bench.results import emit
 from extract.faces.align import align_crop
 from extract.faces.detect import MtcnnDetector
 from extract.faces.expression import Fer
 from extract.faces.identity import Identity, face_descriptor
+from extract.faces.landmarks import landmark_mask, landmarks68_in_crop
 from extract.faces.shots import frame_signature, shot_cuts
 from extract.faces.smoothing import smooth_landmarks
-from extract.faces.landmarks import landmark_mask, landmarks68_in_crop
 from extract.ingest import iter_rgb_frames
 from extract.run import run_extraction
 
 SAMPLE = Path(__file__).resolve().parents[1] / "samples" / "crema_d_1001_DFA_concat.mp4"
 VISUAL_DEFAULTS = ["face_crop", "fer", "identity"]
-
-
-def emit(**record) -> None:
-    print(json.dumps(record), flush=True)
 
 
 def timed(function):

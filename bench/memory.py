@@ -22,7 +22,8 @@ from pathlib import Path
 import av
 import numpy as np
 
-from bench.audio import REPO_ROOT, emit
+from bench.audio import REPO_ROOT
+from bench.results import emit
 
 GRID_SAMPLE = REPO_ROOT / "samples" / "grid_id2_vcd_swwp2s.mpg"
 FEATURES = "logmel,mfcc_mel,face_crop,fer"

@@ -21,7 +21,8 @@ from pathlib import Path
 
 import numpy as np
 
-from bench.audio import REPO_ROOT, SAMPLE_VIDEO, best_seconds, emit, long_video
+from bench.audio import REPO_ROOT, SAMPLE_VIDEO, long_video
+from bench.results import best_seconds, emit
 from bench.speech_corpora import SHARED_MEDIA, grid_clips, librivox_utterances, word_error_rate
 from extract import registry
 from extract.ingest import decode_video

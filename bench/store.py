@@ -18,7 +18,8 @@ from pathlib import Path
 
 import numpy as np
 
-from bench.audio import REPO_ROOT, best_seconds, emit
+from bench.audio import REPO_ROOT
+from bench.results import best_seconds, emit
 from features_store.store import FeatureStore
 
 WORKER_FEATURES = ["logmel", "mfcc_mel", "face_crop", "words"]

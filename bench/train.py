@@ -16,7 +16,6 @@ Prints JSON lines (``make bench``).
 
 from __future__ import annotations
 
-import json
 import tempfile
 import time
 from pathlib import Path
@@ -24,6 +23,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from bench.results import emit
 from eval.tasks import va_task
 from features_store import FeatureStore
 from features_store.common import pick_device
@@ -39,10 +39,6 @@ MODALITY_DIMS = {"audio": 128, "word": 768, "face": 512}
 BATCH_SIZE = 8
 STEPS_PER_ROUND = 4
 ROUNDS = 5
-
-
-def emit(**record) -> None:
-    print(json.dumps(record), flush=True)
 
 
 def generate_store(location: Path) -> tuple[FeatureStore, dict]:

@@ -1,5 +1,6 @@
 """Per-frame prediction CSVs (``python -m train predict`` / a run's ``predictions/``): ``<video_id>.csv`` with
-``frame,<task columns>``, one row per frame; ``valence,arousal`` floats, ``expr`` a class index, AU names 0/1."""
+``frame,<task columns>``, one row per frame (``time_s``, the frame's time in seconds, may follow ``frame``);
+``valence,arousal`` floats, ``expr`` a class index, AU names 0/1."""
 
 from __future__ import annotations
 

@@ -8,6 +8,7 @@ scaling and the MFCC transform.
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 from functools import lru_cache
 
@@ -18,6 +19,8 @@ import scipy.fft
 from extract.base import Extractor, FeatureArray
 from extract.ingest import AUDIO_SAMPLE_RATE_HZ, AudioTrack, DecodedVideo
 from extract.registry import register
+from features_store.errors import UsageError
+from features_store.schema import ArraySchema, column_names
 
 AUDIO_VALID_WINDOW_S = 0.025
 """A frame's audio is valid when the 25 ms window centred on its time overlaps the decoded audio."""
@@ -89,15 +92,26 @@ def stack_context(rows: np.ndarray, context_frames: int) -> np.ndarray:
     return rows[neighbours].reshape(n, -1)
 
 
+DB_UNITS = "dB, 10*log10(power), amin 1e-10"
+
+
 class AudioExtractor(Extractor):
-    """Common ground of the audio features: libraries in the provenance and the ``audio_valid`` mask."""
+    """Common ground of the audio features: libraries in the provenance, the ``audio_valid`` mask, and a sample rate
+    that is the decoded one (``sample_rate_hz`` is recorded in the parameters; another value is refused)."""
 
     libraries = ("numpy", "scipy", "librosa", "av")
 
+    def __init__(self, config=None, models_dir=None):
+        super().__init__(config, models_dir)
+        if self.config.sample_rate_hz != AUDIO_SAMPLE_RATE_HZ:
+            raise UsageError(f"{self.name}.sample_rate_hz={self.config.sample_rate_hz}: audio is decoded at "
+                             f"{AUDIO_SAMPLE_RATE_HZ} Hz, and every window is computed at that rate")
+
     def validity(self, video: DecodedVideo) -> dict[str, FeatureArray]:
-        return {"audio_valid": FeatureArray(audio_valid_mask(video), {
-            "description": "True where the 25 ms window centred on the frame time overlaps the decoded audio",
-            "window_s": AUDIO_VALID_WINDOW_S})}
+        return {"audio_valid": FeatureArray(audio_valid_mask(video), ArraySchema(
+            kind="validity",
+            description="True where the 25 ms window centred on the frame time overlaps the decoded audio"),
+            {"window_s": AUDIO_VALID_WINDOW_S})}
 
     @staticmethod
     def zero_invalid(rows: np.ndarray, video: DecodedVideo) -> np.ndarray:
@@ -105,11 +119,12 @@ class AudioExtractor(Extractor):
         rows[~audio_valid_mask(video)] = 0
         return rows
 
-    def frame_feature(self, rows: np.ndarray, video: DecodedVideo, attrs: dict) -> dict[str, FeatureArray]:
+    def frame_feature(self, rows: np.ndarray, video: DecodedVideo, schema: ArraySchema,
+                      attrs: dict) -> dict[str, FeatureArray]:
         """This extractor's per-frame array: invalid rows zeroed, tied to ``audio_valid`` (windows centred on the
         frame time unless ``attrs`` says otherwise)."""
-        return {self.name: FeatureArray(self.zero_invalid(rows, video), {
-            "window_placement": "centred on frame_time", **attrs, "validity": "audio_valid"})}
+        return {self.name: FeatureArray(self.zero_invalid(rows, video), dataclasses.replace(
+            schema, validity="audio_valid"), {"window_placement": "centred on frame_time", **attrs})}
 
 
 @dataclass(frozen=True)
@@ -137,12 +152,13 @@ class LogMel(AudioExtractor):
         per_frame = log_mel_at(timeline_audio(video), video.frame_time, window_samples, c.n_fft, c.n_mels)
         stacked = stack_context(self.zero_invalid(per_frame, video), c.context_frames)
         offsets = [f"t{k:+d}" if k else "t" for k in range(-c.context_frames, c.context_frames + 1)]
-        return self.frame_feature(stacked, video, {
-            "columns": f"{len(offsets)} blocks of {c.n_mels} log-Mel bands (dB), one block per frame {offsets}",
+        return self.frame_feature(stacked, video, ArraySchema(
+            units=DB_UNITS, columns=tuple(f"{offset}_{band}" for offset in offsets
+                                          for band in column_names("mel", c.n_mels)),
+            description=f"{len(offsets)} blocks of {c.n_mels} log-Mel bands, one block per frame {offsets}"), {
             "column_blocks": offsets,
             "block_size": c.n_mels,
             "edge_frames": "nearest frame repeated",
-            "units": "dB, 10*log10(power), amin 1e-10",
         })
 
 
@@ -172,9 +188,10 @@ class MfccMel(AudioExtractor):
         mel_db = log_mel_at(timeline_audio(video), video.frame_time, window_samples, n_fft, c.n_mels)
         mfcc = librosa.feature.mfcc(S=mel_db.T, n_mfcc=c.n_mfcc).T
         rows = np.concatenate([mfcc, mel_db], axis=1).astype(np.float32)
-        return self.frame_feature(rows, video, {
-            "columns": f"MFCC {c.n_mfcc} (columns 0..{c.n_mfcc - 1}) then log-Mel {c.n_mels} in dB "
-                       f"(columns {c.n_mfcc}..{c.n_mfcc + c.n_mels - 1})",
+        return self.frame_feature(rows, video, ArraySchema(
+            columns=column_names("mfcc", c.n_mfcc) + column_names("mel", c.n_mels),
+            description=f"MFCC {c.n_mfcc} (columns 0..{c.n_mfcc - 1}) then log-Mel {c.n_mels} in dB "
+                        f"(columns {c.n_mfcc}..{c.n_mfcc + c.n_mels - 1})"), {
             "column_blocks": ["mfcc", "log_mel"],
             "block_sizes": [c.n_mfcc, c.n_mels],
             "window_s": window_samples / c.sample_rate_hz,
@@ -215,16 +232,17 @@ class Mel64(AudioExtractor):
         mel = log_mel_at(audio, row_time, round(c.window_s * c.sample_rate_hz), c.n_fft, c.n_mels)
         mel[~row_valid] = 0
         row_of_frame = np.rint((video.frame_time - row_time[0]) / hop_s).astype(np.int32)
+        clock = "mel64_time"
         return {
-            self.name: FeatureArray(mel, {
-                "columns": f"{c.n_mels} log-Mel bands (dB)", "time_axis": "mel64_time", "rate_hz": 1 / hop_s,
-                "validity": "mel64_valid", "window_placement": "centred on mel64_time",
-                "units": "dB, 10*log10(power), amin 1e-10"}, per_frame=False),
-            "mel64_time": FeatureArray(row_time, {"units": "s", "clock": "frame_time"}, per_frame=False),
-            "mel64_valid": FeatureArray(row_valid, {
-                "time_axis": "mel64_time",
-                "description": "True where the row's 20 ms window overlaps decoded audio; other rows are zeros"},
-                per_frame=False),
-            "mel64_row": FeatureArray(row_of_frame, {"description": "index of the mel64 row nearest each frame",
-                                                     "indexes": self.name}),
+            self.name: FeatureArray(mel, ArraySchema(
+                clock=clock, units=DB_UNITS, columns=column_names("mel", c.n_mels), validity="mel64_valid",
+                description=f"{c.n_mels} log-Mel bands at {1 / hop_s:g} Hz"),
+                {"rate_hz": 1 / hop_s, "window_placement": "centred on mel64_time"}),
+            clock: FeatureArray(row_time, ArraySchema(
+                kind="time", clock=clock, units="s", description="time of each mel64 row on the frame_time clock")),
+            "mel64_valid": FeatureArray(row_valid, ArraySchema(
+                kind="validity", clock=clock,
+                description="True where the row's 20 ms window overlaps decoded audio; other rows are zeros")),
+            "mel64_row": FeatureArray(row_of_frame, ArraySchema(
+                kind="index", indexes=self.name, description="index of the mel64 row nearest each frame")),
         }

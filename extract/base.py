@@ -19,6 +19,7 @@ import numpy as np
 
 from extract.ingest import DecodedVideo
 from extract.weights import WeightsBundle, models_search_path
+from features_store.schema import ArraySchema
 
 
 @dataclass(frozen=True)
@@ -35,15 +36,21 @@ class RowBlocks:
 
 @dataclass(frozen=True)
 class FeatureArray:
-    """One array an extractor produces, with the attributes that describe its columns, units and time axis.
+    """One array an extractor produces: its data, its :class:`~features_store.schema.ArraySchema` (kind, clock,
+    axes, units, column names, validity, what it indexes) and other attributes worth seeing at a glance (window
+    placement, sizes, rates).
 
-    ``per_frame`` arrays have exactly T rows (one per decoded frame); others carry their own time axis.
+    Arrays on the ``frame`` clock have exactly T rows (one per decoded frame); others are on a clock of their own.
     ``data`` is an array, or :class:`RowBlocks` for arrays written as they are computed.
     """
 
     data: np.ndarray | RowBlocks
+    schema: ArraySchema = ArraySchema()
     attrs: dict[str, Any] = field(default_factory=dict)
-    per_frame: bool = True
+
+    @property
+    def per_frame(self) -> bool:
+        return self.schema.per_frame
 
 
 @dataclass(frozen=True)

@@ -25,10 +25,13 @@ from extract.ingest import AUDIO_SAMPLE_RATE_HZ, DecodedVideo, IngestError, deco
 from extract.videos import file_identity, subject_video_ids
 from features_store.common import now_utc
 from features_store.errors import AffectsyncError, UsageError
+from features_store.schema import ArraySchema
 from features_store.store import FeatureStore
 from features_store.verify import verify_video
 
 INGEST_VERSION = "1"
+FRAME_TIME_SCHEMA = ArraySchema(kind="time", units="s", description="presentation time of each decoded frame, "
+                                "from the container timestamps")
 CLAIM_POLL_S = 1.0
 """How often a run looks again at videos other writers hold, in seconds."""
 
@@ -100,7 +103,7 @@ def _describe_failure(exc: Exception) -> str:
     """One line: the cause of an expected failure as is, the exception type too for anything unexpected."""
     if isinstance(exc, IngestError):
         return exc.cause
-    if isinstance(exc, (ExtractionError, OSError)):
+    if isinstance(exc, (AffectsyncError, OSError)):
         return str(exc)
     return f"{type(exc).__name__}: {exc}"
 
@@ -197,10 +200,9 @@ class Extraction:
         """Write the arrays of ``todo`` (and ``frame_time`` for a new group), check the group, mark it complete."""
         if with_frame_time:
             group.write("frame_time", video.frame_time, {
-                "units": "s", "per_frame": True,
-                "description": "presentation time of each decoded frame, from the container timestamps",
                 "provenance": {"extractor": "decode_video", "version": INGEST_VERSION, "parameters": {},
-                               "libraries": library_versions("affectsync", "av"), "created_utc": now_utc()}})
+                               "libraries": library_versions("affectsync", "av"), "created_utc": now_utc()}},
+                        FRAME_TIME_SCHEMA)
         self._drop_stale_dependants(group, {extractor.name for extractor in todo})
         validity_written: set[str] = set()
         for extractor in todo:
@@ -292,11 +294,11 @@ class Extraction:
         if array.per_frame and array.data.shape[0] != n_frames:
             raise ExtractionError(f"{provenance['extractor']} produced {array.data.shape[0]} rows for "
                                   f"{name!r}, expected T={n_frames}")
-        attrs = {**array.attrs, "per_frame": array.per_frame, "provenance": provenance}
+        attrs = {**array.attrs, "provenance": provenance}
         if isinstance(array.data, RowBlocks):
-            group.write_blocks(name, array.data.shape, array.data.dtype, array.data.blocks, attrs)
+            group.write_blocks(name, array.data.shape, array.data.dtype, array.data.blocks, attrs, array.schema)
         else:
-            group.write(name, array.data, attrs)
+            group.write(name, array.data, attrs, array.schema)
 
 
 def create_extractors(features: Sequence[str], subject: str = "largest", models_dir: str | Path | None = None,

@@ -2,8 +2,9 @@
 
 The registry sits below what it registers: each extractor module imports :func:`register` and registers its classes
 when imported; the package (``extract/__init__.py``) imports the built-in ones, so any ``import extract...`` sees them
-all (lhotse's ``features/__init__.py`` does the same). Most features are one registered class each. A *family* is a prefix whose members are configured at run time:
-``onnx:<name>`` is the ONNX face model configured by ``<name>.json`` in the models search path.
+all (lhotse's ``features/__init__.py`` does the same). Most features are one registered class each. A *family* is a
+prefix whose members are configured at run time: ``onnx:<name>`` is the ONNX face model configured by ``<name>.json``
+in the models search path.
 """
 
 from __future__ import annotations

@@ -13,6 +13,10 @@ class AffectsyncError(Exception):
     """An error affectsync raises on purpose; its message is one line, fit to show a user."""
 
 
+class OutOfMemory(AffectsyncError, MemoryError):
+    """A batched model call ran out of memory (GPU or host); the message names the setting to lower."""
+
+
 class UsageError(AffectsyncError, ValueError):
     """A command line or setting that cannot be used: an unknown feature, model or setting, a malformed
     ``KEY=VALUE``, a missing argument."""

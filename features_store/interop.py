@@ -15,21 +15,16 @@ from typing import Any
 
 import numpy as np
 
-from features_store.store import STORE_FORMAT, FeatureStore, StoreError, VideoGroup, now_utc
+from features_store.common import now_utc
+from features_store.recipes import recipe
+from features_store.store import STORE_FORMAT, FeatureStore, StoreError, VideoGroup
 
 H5_ATTRS_ENCODING = "json"
 """HDF5 attributes hold JSON text (h5py cannot hold nested lists and dicts); every value round-trips exactly."""
-RECIPE_IGNORED_KEYS = ("created_utc",)
-"""Provenance keys that differ between two runs of the same recipe."""
 
 
 class InteropError(StoreError):
     """A merge, import or export that would lose or mix data; nothing was written."""
-
-
-def recipe(provenance: dict[str, Any] | None) -> dict[str, Any]:
-    """The provenance without the keys that change from run to run (when it was made)."""
-    return {key: value for key, value in (provenance or {}).items() if key not in RECIPE_IGNORED_KEYS}
 
 
 def content_sha256(array) -> str:

@@ -29,8 +29,9 @@ from typing import Any
 import numpy as np
 import zarr
 
-from features_store.common import now_utc
+from features_store.common import now_utc  # noqa: F401  (its home before features_store.common)
 from features_store.errors import AffectsyncError
+from features_store.schema import ArraySchema
 
 STORE_FORMAT = "affectsync-store/1"
 VIDEOS_GROUP = "videos"
@@ -128,16 +129,17 @@ class VideoGroup:
 
         return da.from_zarr(self.array(name))
 
-    def write(self, name: str, data: np.ndarray, attrs: Mapping[str, Any]) -> None:
-        """Write (or replace) array ``name`` with JSON-serialisable ``attrs``."""
+    def write(self, name: str, data: np.ndarray, attrs: Mapping[str, Any], schema: ArraySchema | None = None) -> None:
+        """Write (or replace) array ``name`` with JSON-serialisable ``attrs`` and its ``schema`` (by default, the one
+        ``attrs`` describe: see :meth:`ArraySchema.from_attributes`)."""
         data = np.ascontiguousarray(data)
-        self._create(name, data.shape, data.dtype, attrs)[...] = data
+        self._create(name, data.shape, data.dtype, attrs, schema)[...] = data
 
     def write_blocks(self, name: str, shape: tuple[int, ...], dtype: np.dtype, blocks: Iterable[np.ndarray],
-                     attrs: Mapping[str, Any]) -> None:
+                     attrs: Mapping[str, Any], schema: ArraySchema | None = None) -> None:
         """Write (or replace) array ``name`` from consecutive row ``blocks`` of any sizes, one whole chunk at a
         time: memory holds at most a chunk plus a block, however long the array."""
-        array = self._create(name, shape, np.dtype(dtype), attrs)
+        array = self._create(name, shape, np.dtype(dtype), attrs, schema)
         chunk = array.chunks[0]
         pending: list[np.ndarray] = []
         n_pending = written = 0
@@ -156,11 +158,16 @@ class VideoGroup:
         if written != shape[0]:
             raise StoreError(f"{self.video_id}/{name}: {written} rows were written, the array has {shape[0]}")
 
-    def _create(self, name: str, shape: tuple[int, ...], dtype: np.dtype, attrs: Mapping[str, Any]) -> zarr.Array:
+    def _create(self, name: str, shape: tuple[int, ...], dtype: np.dtype, attrs: Mapping[str, Any],
+                schema: ArraySchema | None) -> zarr.Array:
+        schema = schema or ArraySchema.from_attributes(name, attrs)
+        problems = schema.problems(name, shape, dtype)
+        if problems:
+            raise StoreError(f"{self.video_id}/{name}: " + "; ".join(problems))
         return self.group.create_array(
             name, shape=shape, dtype=dtype, chunks=chunk_rows(shape, dtype.itemsize), compressors=None,
-            attributes=dict(attrs), overwrite=True,
-            config={"write_empty_chunks": True})  # every chunk on disk: a missing one is damage verify can see
+            attributes={**attrs, **schema.attributes(name)}, dimension_names=schema.dimension_names(name, len(shape)),
+            overwrite=True, config={"write_empty_chunks": True})  # every chunk on disk: a missing one is damage
 
     def delete(self, name: str) -> None:
         """Remove array ``name`` (e.g. a feature computed from data that was since replaced)."""

@@ -1,10 +1,12 @@
 """Consistency checks of a store, runnable without the extractors installed.
 
-Array attributes that drive the checks (written by the extractors):
-``per_frame`` (rows == T), ``time_axis`` (rows == rows of the named axis array), ``validity`` (name of the validity
-array whose False rows must be zeros), ``indexes`` (values are row indices into the named array),
-``indexes_attribute`` (values index the named list attribute of the group, -1 for none; items with ``start`` and
-``end`` must span the frame time), ``provenance``. Group attributes: ``complete`` (the commit marker) and
+Each array's :class:`~features_store.schema.ArraySchema` (its attributes, as the extractors wrote them) drives the
+checks: its clock (``frame``: rows == T; another: rows == rows of that time array), its kind (validity arrays bool,
+index arrays integers, time arrays strictly increasing), ``validity`` (the validity array whose False rows must be
+zeros), ``indexes`` (values are row indices into the named array), ``indexes_attribute`` (values index the named list
+attribute of the group, -1 for none; items with ``start`` and ``end`` must span the frame time), ``columns`` (one
+name per column), its Zarr ``dimension_names`` (when stored: stores written before them have none), and
+``provenance``. Group attributes: ``complete`` (the commit marker) and
 ``manifest`` (each array's dtype and shape at commit: arrays lost, added or changed since are reported; groups with
 one have every chunk on disk, so a missing chunk is reported too). Validity arrays must be bool, index arrays
 integers. Arrays are read in blocks of whole chunks; a store is never trusted to hold anything but numbers.
@@ -14,6 +16,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from features_store.schema import ArraySchema
 from features_store.store import FeatureStore, VideoGroup
 
 REQUIRED_VIDEO_ATTRS = ("source_name", "source_size_bytes", "source_sha256", "n_frames", "width", "height",
@@ -109,32 +112,30 @@ def _verify_array(name: str, array, arrays: dict, n_frames: int, all_chunks_writ
     """Problems of one array; ``all_chunks_written`` for groups whose writer stores every chunk (those with a
     manifest), where a missing chunk is damage rather than zeros left out."""
     meta = dict(array.attrs)
+    schema = ArraySchema.from_array(name, array)
     problems = []
     provenance = meta.get("provenance")
     if not isinstance(provenance, dict):
         problems.append("no provenance attribute")
     else:
         problems += [f"provenance lacks {key!r}" for key in REQUIRED_PROVENANCE_KEYS if key not in provenance]
-    if meta.get("per_frame") and array.shape[0] != n_frames:
+    if schema.per_frame and array.shape[0] != n_frames:
         problems.append(f"{array.shape[0]} rows, expected T={n_frames}")
-    axis = meta.get("time_axis")
-    if axis is not None and (axis not in arrays or arrays[axis].shape[0] != array.shape[0]):
-        problems.append(f"rows do not match its time axis {axis!r}")
-    if name.endswith("_valid") and array.dtype != np.bool_:
-        problems.append(f"dtype {array.dtype}, expected bool (a validity array)")
-    if (meta.get("indexes") or meta.get("indexes_attribute")) and array.dtype.kind not in "iu":
-        problems.append(f"dtype {array.dtype}, expected integers (it holds indices)")
+    clock = schema.clock
+    if not schema.per_frame and (clock not in arrays or arrays[clock].shape[0] != array.shape[0]):
+        problems.append(f"rows do not match its time axis {clock!r}")
+    problems += schema.problems(name, array.shape, array.dtype, array.metadata.dimension_names)
     if all_chunks_written and array.nchunks_initialized < array.nchunks:
         problems.append(f"{array.nchunks - array.nchunks_initialized} of {array.nchunks} chunks missing (a write "
                         "that did not finish, or a copy that lost files)")
-    validity = meta.get("validity")
+    validity = schema.validity
     valid = None
     if validity is not None:
         if validity not in arrays or arrays[validity].dtype != np.bool_ or arrays[validity].shape[0] != array.shape[0]:
             problems.append(f"its validity array {validity!r} is missing, not bool or of another length")
         else:
             valid = arrays[validity]
-    target = meta.get("indexes")
+    target = schema.indexes
     if target is not None and target not in arrays:
         problems.append(f"indexes missing array {target!r}")
     if problems:
@@ -148,7 +149,7 @@ def _verify_array(name: str, array, arrays: dict, n_frames: int, all_chunks_writ
             problems.append(f"non-zero rows where {validity} is false")
         if target is not None and data.size and (data.min() < 0 or data.max() >= arrays[target].shape[0]):
             problems.append(f"row indices outside 0..{arrays[target].shape[0] - 1}")
-        if name.endswith("_time") and data.ndim == 1 and data.size:
+        if schema.kind == "time" and data.ndim == 1 and data.size:
             steps = np.diff(data if previous_last is None else np.concatenate([[previous_last], data]))
             if np.any(steps <= 0):
                 problems.append("time axis is not strictly increasing")

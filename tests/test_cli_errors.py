@@ -114,3 +114,28 @@ def test_every_project_error_has_one_root():
     assert all(issubclass(error, AffectsyncError) for error in errors)
     assert issubclass(extract.weights.WeightsError, FileNotFoundError)  # the built-in bases stay
     assert issubclass(eval.labels.LabelError, ValueError)
+
+
+def test_out_of_memory_names_the_setting_to_lower(capsys):
+    """A real allocation failure (torch cannot allocate 4 PB on this host) inside a batched call becomes one line
+    naming the setting; other errors pass through unchanged."""
+    import torch
+
+    from features_store.cli import run_command
+    from features_store.common import out_of_memory_names
+    from features_store.errors import OutOfMemory
+
+    def predict(argv: list[str]) -> int:
+        with out_of_memory_names("--batch-size", 64):
+            torch.empty(1 << 50)
+        return 0
+
+    assert run_command("train predict", predict, []) == 2
+    error = capsys.readouterr().err.strip()
+    assert error.startswith("train predict: out of memory with --batch-size at 64: lower it") and "\n" not in error
+    with pytest.raises(OutOfMemory):
+        with out_of_memory_names("--set bert.batch_segments", 16):
+            torch.empty(1 << 50)
+    with pytest.raises(ValueError, match="not memory"):
+        with out_of_memory_names("--batch-size", 64):
+            raise ValueError("not memory")

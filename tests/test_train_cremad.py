@@ -83,10 +83,11 @@ def test_training_on_cremad_reaches_high_training_accuracy_and_predicts_every_vi
     assert sorted(p.stem for p in out.glob("*.csv")) == opened.video_ids()
     for video_id in opened.video_ids():
         rows = list(csv.reader((out / f"{video_id}.csv").open()))
-        assert rows[0] == ["frame", "expr"]
+        assert rows[0] == ["frame", "time_s", "expr"]
         assert len(rows) - 1 == opened.video(video_id).n_frames
         assert [int(r[0]) for r in rows[1:]] == list(range(opened.video(video_id).n_frames))
-        assert all(0 <= int(r[1]) < 8 for r in rows[1:])
+        assert [float(r[1]) for r in rows[1:]] == [round(t, 6) for t in opened.video(video_id).read("frame_time")]
+        assert all(0 <= int(r[2]) < 8 for r in rows[1:])
     # the predictions written at the end of training are the ones predict writes
     kept = (run_dir / "predictions" / "derived_1001_DFA_concat.csv").read_text()
     assert kept == (out / "derived_1001_DFA_concat.csv").read_text()

@@ -90,8 +90,10 @@ def test_folds_keep_each_folds_model_and_predictions(sample_store, label_csv, tm
     assert sorted(p.relative_to(tmp_path / "pred").as_posix() for p in written) == sorted(
         f"fold{k}/{v}.csv" for k in (0, 1) for v in FRAMES)
     rows = list(csv.reader((tmp_path / "pred" / "fold1" / "grid_id2_vcd_swwp2s.csv").open()))
-    assert rows[0] == ["frame", "valence", "arousal"] and len(rows) == 76
-    assert all(-1 <= float(v) <= 1 for r in rows[1:] for v in r[1:])
+    assert rows[0] == ["frame", "time_s", "valence", "arousal"] and len(rows) == 76
+    np.testing.assert_allclose([float(r[1]) for r in rows[1:]],
+                               sample_store.video("grid_id2_vcd_swwp2s").read("frame_time"), atol=1e-6)
+    assert all(-1 <= float(v) <= 1 for r in rows[1:] for v in r[2:])
 
 
 def test_alternating_schedule_and_focal_loss_run(sample_store, label_csv, tmp_path):
@@ -197,4 +199,27 @@ def test_abaw3_folders_with_per_task_splits_train_and_score_only_their_roles(sam
     assert {"expr_f1", "va_mean"} <= metrics["final"]["train"].keys()
     assert "va_mean" in metrics["final"]["val"] and "expr_f1" not in metrics["final"]["val"]  # no EXPR val labels
     rows = list(csv.reader((tmp_path / "run" / "predictions" / "grid_id2_vcd_swwp2s.csv").open()))
-    assert rows[0] == ["frame", "valence", "arousal", "expr"] and len(rows) == 76
+    assert rows[0] == ["frame", "time_s", "valence", "arousal", "expr"] and len(rows) == 76
+
+
+def test_a_run_refuses_features_extracted_otherwise(sample_store, label_csv, tmp_path):
+    """config.json records each input feature's recipe; predicting on a store whose logmel was extracted with another
+    window (same width) is refused, naming the feature and the setting, unless allowed."""
+    from extract.run import run_extraction
+    from train.features import FeatureError
+
+    run_dir = experiment(sample_store, label_csv, tmp_path / "run", tasks=("va",)).run()
+    recipes = json.loads((run_dir / "config.json").read_text())["feature_recipes"]
+    stored = sample_store.video("grid_id2_vcd_swwp2s").array("logmel").attrs["provenance"]
+    assert recipes["logmel"] == {key: value for key, value in stored.items() if key != "created_utc"}
+    other = str(tmp_path / "other.zarr")
+    video = Path(__file__).resolve().parents[1] / "samples" / "grid_id2_vcd_swwp2s.mpg"
+    report = run_extraction([video], other, ["logmel", "mfcc_mel"], progress=False,
+                            settings={"logmel": {"window_s": 0.03}})
+    assert not report.failed
+    with pytest.raises(FeatureError, match=r"feature 'logmel' differs in parameters\.window_s"):
+        predict_store(run_dir, other, tmp_path / "refused", torch.device("cpu"), progress=False)
+    assert not (tmp_path / "refused").exists()
+    written = predict_store(run_dir, other, tmp_path / "allowed", torch.device("cpu"), progress=False,
+                            allow_other_recipes=True)
+    assert [path.name for path in written] == ["grid_id2_vcd_swwp2s.csv"]

@@ -133,8 +133,13 @@ def run_predict(argv: list[str]) -> int:
     p.add_argument("store", help="feature store (path or URL)")
     p.add_argument("--out", type=Path, required=True, help="output folder: <video_id>.csv per video")
     p.add_argument("--device", default="auto")
+    p.add_argument("--batch-size", type=int, help="windows per forward pass (default: the run's training batch size)")
+    p.add_argument("--allow-other-recipes", action="store_true",
+                   help="predict even where the store's features were extracted with other settings or weights than "
+                        "the model was trained on")
     args = p.parse_args(argv)
-    written = predict_store(args.run, args.store, args.out, pick_device(args.device))
+    written = predict_store(args.run, args.store, args.out, pick_device(args.device),
+                            allow_other_recipes=args.allow_other_recipes, batch_size=args.batch_size)
     print(f"wrote {len(written)} prediction files to {args.out}", file=sys.stderr)
     print(args.out)
     return 0

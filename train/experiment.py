@@ -203,6 +203,7 @@ class Experiment:
             "labels": self.config.labels,
             "label_columns": dict(self.config.label_columns),
             "features": self.features.features,
+            "feature_recipes": self.features.recipes,
             "modalities": self.features.modalities,
             "modality_dims": self.features.modality_dims,
             "tasks": tasks_to_json(self.tasks),
@@ -224,4 +225,4 @@ class Experiment:
         (out / "metrics.json").write_text(json.dumps(metrics, indent=2))
         training_curve(result.epochs, result.best_epoch, out / "training_curve.png",
                        f"{self.config.model} on {'+'.join(self.features.features)} (fold {fold.index})")
-        write_prediction_csvs(result.predictions, self.tasks, out / "predictions")
+        write_prediction_csvs(result.predictions, self.tasks, out / "predictions", self.features.frame_time)

@@ -13,6 +13,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from typing import Any
 from pathlib import Path
 
 import numpy as np
@@ -20,6 +21,7 @@ import psutil
 
 from features_store import FeatureStore, StoreError
 from features_store.errors import AffectsyncError
+from features_store.recipes import differing_keys, recipe
 
 LOG = logging.getLogger("affectsync.train")
 
@@ -82,6 +84,8 @@ class StoreFeatures:
         self.n_frames = {vid: store.video(vid).n_frames for vid in self.video_ids}
         self._arrays = {vid: self._open_arrays(vid) for vid in self.video_ids}
         self.modalities, self.modality_dims, self.validity = self._describe()
+        self.recipes = self._recipes()
+        """Feature -> the recipe it was extracted with (the same in every video, or a FeatureError)."""
         self.standardiser: Standardiser | None = None
         n_bytes = sum(self.n_frames.values()) * sum(self.modality_dims.values()) * 4
         budget = RAM_FRACTION * psutil.virtual_memory().available
@@ -131,6 +135,23 @@ class StoreFeatures:
             dims[modality] = dims.get(modality, 0) + widths.pop()
             validity[modality] = attrs.get("validity")
         return modalities, dims, validity
+
+    def _recipes(self) -> dict[str, dict[str, Any]]:
+        recipes = {}
+        for feature in self.features:
+            first = self.video_ids[0]
+            recipes[feature] = recipe(self._arrays[first][feature].attrs.get("provenance"))
+            for vid in self.video_ids[1:]:
+                differing = differing_keys(recipes[feature], recipe(self._arrays[vid][feature].attrs.get("provenance")))
+                if differing:
+                    raise FeatureError(f"{self.store.location}: feature {feature!r} of video {vid!r} was extracted "
+                                       f"with another recipe than video {first!r} (differing: {', '.join(differing)}); "
+                                       "re-extract one of them so that all match")
+        return recipes
+
+    def frame_time(self, video_id: str) -> np.ndarray:
+        """(T,) seconds: the presentation time of each frame of ``video_id``."""
+        return self.store.video(video_id).read("frame_time")
 
     def _read(self, video_id: str, modality: str, frames: slice) -> np.ndarray:
         parts = [self._arrays[video_id][name][frames] for name in self.modalities[modality]]

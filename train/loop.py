@@ -20,6 +20,7 @@ import torch
 from tqdm import tqdm
 
 from eval.tasks import TaskSpec
+from features_store.common import out_of_memory_names
 from train.features import StoreFeatures
 from train.losses import LossConfig, MultiTaskLoss, TaskSchedule
 from train.predict import predict_frames
@@ -127,71 +128,113 @@ class TrainingBatches:
                         yield batch, (task,)
 
 
+class FoldTrainer:
+    """The optimisation of one fold: optimiser, warm-up and plateau schedule, mixed precision, the multi-task loss
+    over the fold's batches, and the scores model selection follows (the validation videos, or the training videos
+    when the fold has none: :attr:`selected_on`)."""
+
+    def __init__(self, model: torch.nn.Module, data: FoldData, window: WindowConfig, optim: OptimConfig,
+                 loss_config: LossConfig, device: torch.device):
+        self.model, self.data, self.window, self.optim, self.device = model, data, window, optim, device
+        pos_weight = torch.as_tensor(data.au_pos_weight, device=device) if data.au_pos_weight is not None else None
+        self.criterion = MultiTaskLoss(loss_config, dict(data.tasks), au_pos_weight=pos_weight)
+        self.batches = TrainingBatches(data, window, optim.batch_size,
+                                       TaskSchedule(loss_config.schedule, tuple(data.tasks)), optim.seed)
+        optimiser_class = torch.optim.AdamW if optim.optimizer == "adamw" else torch.optim.Adam
+        self.optimiser = optimiser_class(model.parameters(), lr=optim.learning_rate, weight_decay=optim.weight_decay)
+        self.plateau = torch.optim.lr_scheduler.ReduceLROnPlateau(self.optimiser, mode="max",
+                                                                  factor=optim.plateau_factor,
+                                                                  patience=optim.plateau_patience)
+        self.warmup_steps = optim.warmup_epochs * len(self.batches)
+        self.use_amp = optim.mixed_precision and device.type == "cuda"
+        self.scaler = torch.amp.GradScaler("cuda", enabled=self.use_amp)
+        self.selected_on = "val" if data.val_ids else "train"
+        self.selection_ids, self.selection_masks = ((data.val_ids, data.val_masks) if data.val_ids
+                                                    else (data.train_ids, data.train_masks))
+        self.step = 0
+
+    def train_epoch(self, epoch: int) -> dict[str, float]:
+        """One pass over the fold's training batches; each loss term averaged over the batches it was part of."""
+        self.model.train()
+        sums: dict[str, float] = {}
+        counts: dict[str, int] = {}
+        for batch, active in self.batches.epoch(epoch):
+            parts = self._train_step(batch, active)
+            for key, value in (parts or {}).items():
+                sums[key] = sums.get(key, 0.0) + value
+                counts[key] = counts.get(key, 0) + 1
+        return {key: sums[key] / counts[key] for key in sums}
+
+    def _train_step(self, batch: Batch, active: tuple[str, ...] | None) -> dict[str, float] | None:
+        """One optimiser step (after the warm-up's learning rate); None when no task had a labelled frame."""
+        if self.step < self.warmup_steps:
+            for group in self.optimiser.param_groups:
+                group["lr"] = self.optim.learning_rate * (self.step + 1) / self.warmup_steps
+        self.step += 1
+        inputs, frame_mask, labels, masks = batch.to(self.device)
+        with out_of_memory_names("--batch-size (or --window)", self.optim.batch_size):
+            with torch.autocast(self.device.type, dtype=torch.float16, enabled=self.use_amp):
+                outputs = self.model(inputs, frame_mask)
+            loss, parts = self.criterion({t: o.float() for t, o in outputs.items()}, labels, masks, active=active)
+            if len(parts) == 1:  # only "total": no task had a labelled frame in this batch, nothing to learn
+                return None
+            self.optimiser.zero_grad(set_to_none=True)
+            self.scaler.scale(loss).backward()
+        self.scaler.unscale_(self.optimiser)
+        torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.optim.gradient_clip)
+        self.scaler.step(self.optimiser)
+        self.scaler.update()
+        parts["loss"] = parts.pop("total")
+        return {key: float(value) for key, value in parts.items()}
+
+    def selection_scores(self) -> dict[str, float]:
+        """The scores model selection follows, from per-frame predictions as ``predict`` writes them."""
+        predictions = predict_frames(self.model, self.data.features, self.selection_ids, self.window, self.device,
+                                     self.optim.batch_size)
+        return score(predictions, self.data.labels, self.selection_masks, self.data.tasks, self.selection_ids)
+
+    def end_epoch(self, objective: float) -> None:
+        """The plateau schedule, once the warm-up is over."""
+        if self.step >= self.warmup_steps:
+            self.plateau.step(objective)
+
+    def final_result(self, result: TrainResult) -> TrainResult:
+        """One pass over every video of the fold: the final scores and the predictions the run keeps."""
+        data = self.data
+        result.predictions = predict_frames(self.model, data.features, sorted(set(data.train_ids) | set(data.val_ids)),
+                                            self.window, self.device, self.optim.batch_size)
+        result.final = {
+            "train": score(result.predictions, data.labels, data.train_masks, data.tasks, data.train_ids),
+            "val": (score(result.predictions, data.labels, data.val_masks, data.tasks, data.val_ids)
+                    if data.val_ids else {}),
+        }
+        return result
+
+
 def fit(model: torch.nn.Module, data: FoldData, window: WindowConfig, optim: OptimConfig, loss_config: LossConfig,
         device: torch.device, progress: bool = True) -> TrainResult:
-    """Train ``model`` on ``data`` and return it with its best validation state restored.
+    """Train ``model`` on ``data`` and return it with its best state (by the selection objective) restored.
 
     Model selection, the plateau schedule and early stopping follow the validation objective of the fold's
     validation videos (the training videos when the fold has none; ``TrainResult.selected_on`` says which).
     """
     torch.set_flush_denormal(True)  # near-converged GRUs otherwise crawl on CPU through denormal arithmetic
     model.to(device)
-    pos_weight = torch.as_tensor(data.au_pos_weight, device=device) if data.au_pos_weight is not None else None
-    criterion = MultiTaskLoss(loss_config, dict(data.tasks), au_pos_weight=pos_weight)
-    batches = TrainingBatches(data, window, optim.batch_size, TaskSchedule(loss_config.schedule, tuple(data.tasks)),
-                              optim.seed)
-    optimiser_class = torch.optim.AdamW if optim.optimizer == "adamw" else torch.optim.Adam
-    optimiser = optimiser_class(model.parameters(), lr=optim.learning_rate, weight_decay=optim.weight_decay)
-    plateau = torch.optim.lr_scheduler.ReduceLROnPlateau(optimiser, mode="max", factor=optim.plateau_factor,
-                                                         patience=optim.plateau_patience)
-    warmup_steps = optim.warmup_epochs * len(batches)
-    use_amp = optim.mixed_precision and device.type == "cuda"
-    scaler = torch.amp.GradScaler("cuda", enabled=use_amp)
-    result = TrainResult(model, selected_on="val" if data.val_ids else "train")
-    selection_ids, selection_masks = (data.val_ids, data.val_masks) if data.val_ids else (data.train_ids,
-                                                                                          data.train_masks)
+    trainer = FoldTrainer(model, data, window, optim, loss_config, device)
+    result = TrainResult(model, selected_on=trainer.selected_on)
     if not data.val_ids:
         LOG.warning("no validation videos in this fold: model selection uses the training videos")
-
-    best_objective, best_state, stale_epochs, step = -np.inf, None, 0, 0
+    best_objective, best_state, stale_epochs = -np.inf, None, 0
     bar = tqdm(range(optim.epochs), desc="epochs", unit="epoch", disable=not progress, leave=False)
     for epoch in bar:
-        model.train()
         started = time.perf_counter()
-        sums: dict[str, float] = {}
-        counts: dict[str, int] = {}
-        for batch, active in batches.epoch(epoch):
-            if step < warmup_steps:
-                for group in optimiser.param_groups:
-                    group["lr"] = optim.learning_rate * (step + 1) / warmup_steps
-            inputs, frame_mask, labels, masks = batch.to(device)
-            with torch.autocast(device.type, dtype=torch.float16, enabled=use_amp):
-                outputs = model(inputs, frame_mask)
-            loss, parts = criterion({t: o.float() for t, o in outputs.items()}, labels, masks, active=active)
-            step += 1
-            if len(parts) == 1:  # only "total": no task had a labelled frame in this batch, nothing to learn
-                continue
-            optimiser.zero_grad(set_to_none=True)
-            scaler.scale(loss).backward()
-            scaler.unscale_(optimiser)
-            torch.nn.utils.clip_grad_norm_(model.parameters(), optim.gradient_clip)
-            scaler.step(optimiser)
-            scaler.update()
-            parts["loss"] = parts.pop("total")
-            for key, value in parts.items():  # each term averaged over the batches it was part of
-                sums[key] = sums.get(key, 0.0) + float(value)
-                counts[key] = counts.get(key, 0) + 1
-        predictions = predict_frames(model, data.features, selection_ids, window, device, optim.batch_size)
-        selection = score(predictions, data.labels, selection_masks, data.tasks, selection_ids)
-        mean_loss = sums.get("loss", 0.0) / max(counts.get("loss", 0), 1)
-        objective = selection.get("objective", -mean_loss)  # nothing to score: the lower the loss the better
-        if step >= warmup_steps:
-            plateau.step(objective)
-        record = {"epoch": epoch + 1, "train_loss": {k: sums[k] / counts[k] for k in sums},
-                  result.selected_on: selection, "lr": optimiser.param_groups[0]["lr"],
-                  "seconds": time.perf_counter() - started}
-        result.epochs.append(record)
-        bar.set_postfix(loss=f"{record['train_loss'].get('loss', float('nan')):.3f}", objective=f"{objective:.3f}")
+        train_loss = trainer.train_epoch(epoch)
+        selection = trainer.selection_scores()
+        objective = selection.get("objective", -train_loss.get("loss", 0.0))  # nothing scored: the lower the loss
+        trainer.end_epoch(objective)
+        result.epochs.append({"epoch": epoch + 1, "train_loss": train_loss, result.selected_on: selection,
+                              "lr": trainer.optimiser.param_groups[0]["lr"], "seconds": time.perf_counter() - started})
+        bar.set_postfix(loss=f"{train_loss.get('loss', float('nan')):.3f}", objective=f"{objective:.3f}")
         if objective > best_objective:
             best_objective, best_state, stale_epochs = objective, copy.deepcopy(model.state_dict()), 0
             result.best_epoch = epoch + 1
@@ -203,11 +246,4 @@ def fit(model: torch.nn.Module, data: FoldData, window: WindowConfig, optim: Opt
     bar.close()
     if best_state is not None:
         model.load_state_dict(best_state)
-    # one pass over every video of the fold gives the final scores and the predictions the run keeps
-    result.predictions = predict_frames(model, data.features, sorted(set(data.train_ids) | set(data.val_ids)), window,
-                                        device, optim.batch_size)
-    result.final = {
-        "train": score(result.predictions, data.labels, data.train_masks, data.tasks, data.train_ids),
-        "val": score(result.predictions, data.labels, data.val_masks, data.tasks, data.val_ids) if data.val_ids else {},
-    }
-    return result
+    return trainer.final_result(result)

@@ -2,14 +2,20 @@
 
 Outputs per task, averaged over every window that covers a frame: ``va`` (T, 2) values in [-1, 1]; ``expr`` (T, C)
 class probabilities; ``au`` (T, K) probabilities. :func:`write_prediction_csvs` turns them into one CSV per video,
-``<video_id>.csv`` with ``frame,<task columns>`` (``valence,arousal`` / ``expr`` as a class index / the AU names as 0/1).
+``<video_id>.csv`` with ``frame,time_s,<task columns>`` (the frame's time in seconds; ``valence,arousal`` / ``expr`` as
+a class index / the AU names as 0/1).
+
+A run knows what it was trained on: its ``config.json`` holds each input feature's recipe (its provenance without
+the time it was made), and :func:`predict_store` refuses a store whose features were extracted otherwise, naming the
+feature and the settings that differ, unless told to go on.
 """
 
 from __future__ import annotations
 
 import csv
 import json
-from collections.abc import Mapping, Sequence
+import logging
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 
 import numpy as np
@@ -19,11 +25,14 @@ from tqdm import tqdm
 from eval.runs import model_dirs
 from eval.tasks import TASK_ORDER, TaskSpec, tasks_from_json
 from features_store import FeatureStore
+from features_store.common import out_of_memory_names
+from features_store.recipes import differing_keys
 from train.features import FeatureError, Standardiser, StoreFeatures
 from train.models import build_model
 from train.windows import WindowBatches, WindowConfig
 
 AU_THRESHOLD = 0.5
+LOG = logging.getLogger("affectsync.train")
 
 
 def scoring_windows(config: WindowConfig) -> WindowConfig:
@@ -53,7 +62,9 @@ def predict_frames(model: torch.nn.Module, features: StoreFeatures, video_ids: S
     batches = WindowBatches(features, list(video_ids), scoring_windows(window), batch_size)
     for batch in batches.batches():
         inputs, frame_mask, _, _ = batch.to(device)
-        outputs = {task: to_frame_outputs(task, out).cpu().numpy() for task, out in model(inputs, frame_mask).items()}
+        with out_of_memory_names("--batch-size", batch_size):
+            raw = model(inputs, frame_mask)
+        outputs = {task: to_frame_outputs(task, out).cpu().numpy() for task, out in raw.items()}
         for i, w in enumerate(batch.windows):
             size = w.stop - w.start
             counts[w.video_id][w.start:w.stop] += 1
@@ -82,8 +93,9 @@ def _as_text(decisions: np.ndarray) -> np.ndarray:
 
 
 def write_prediction_csvs(predictions: Mapping[str, Mapping[str, np.ndarray]], tasks: Mapping[str, TaskSpec],
-                          out_dir: Path) -> list[Path]:
-    """One ``<video_id>.csv`` per video in ``out_dir``: header ``frame,<task columns>``, one row per frame."""
+                          out_dir: Path, frame_time: Callable[[str], np.ndarray]) -> list[Path]:
+    """One ``<video_id>.csv`` per video in ``out_dir``: header ``frame,time_s,<task columns>``, one row per frame;
+    ``frame_time(video_id)`` gives the (T,) frame times in seconds."""
     out_dir.mkdir(parents=True, exist_ok=True)
     written = []
     for vid, by_task in predictions.items():
@@ -94,9 +106,10 @@ def write_prediction_csvs(predictions: Mapping[str, Mapping[str, np.ndarray]], t
         tmp = path.with_suffix(".csv.tmp")
         with tmp.open("w", newline="") as handle:
             writer = csv.writer(handle)
-            writer.writerow(["frame", *columns])
+            writer.writerow(["frame", "time_s", *columns])
+            times = np.char.mod("%.6f", frame_time(vid))
             for frame, row in enumerate(np.concatenate(cells, axis=1).tolist()):
-                writer.writerow([frame, *row])
+                writer.writerow([frame, times[frame], *row])
         tmp.replace(path)
         written.append(path)
     return written
@@ -115,11 +128,27 @@ def load_trained(model_dir: Path, device: torch.device) -> tuple[torch.nn.Module
     return model, config, tasks, Standardiser.load(model_dir / "normalisation.npz")
 
 
+def check_recipes(trained: Mapping[str, dict] | None, found: Mapping[str, dict], where: str) -> None:
+    """A :class:`FeatureError` naming each feature whose recipe in the store (``found``) differs from the one the
+    model was trained on (``trained``, from its config.json; runs made before recipes were recorded have none)."""
+    if trained is None:
+        LOG.warning("%s: the run does not record the recipes of its features; the store's are not checked", where)
+        return
+    differences = {feature: differing_keys(trained.get(feature), found[feature]) for feature in found}
+    differences = {feature: keys for feature, keys in differences.items() if keys}
+    if differences:
+        said = "; ".join(f"feature {feature!r} differs in {', '.join(keys)}" for feature, keys in differences.items())
+        raise FeatureError(f"{where}: the store's features were extracted otherwise than the model's ({said}); "
+                           "re-extract them as the run's config.json records, or pass --allow-other-recipes")
+
+
 def predict_store(run_dir: Path, store_location: str, out_dir: Path, device: torch.device,
-                  progress: bool = True) -> list[Path]:
+                  progress: bool = True, allow_other_recipes: bool = False,
+                  batch_size: int | None = None) -> list[Path]:
     """Predict every complete video of a store with each model of ``run_dir``; CSVs in ``out_dir`` (``fold<k>/``
-    sub-folders for a multi-fold run: fusing folds is eval's job). Videos lacking a feature the model needs are an
-    error naming them."""
+    sub-folders for a multi-fold run: fusing folds is eval's job). Videos lacking a feature the model needs, and
+    features extracted with another recipe than the model was trained on (unless ``allow_other_recipes``), are errors
+    naming them. ``batch_size``: windows per forward pass (default: the run's training batch size)."""
     store = FeatureStore(store_location)
     video_ids = list(store.complete_n_frames())
     written = []
@@ -132,9 +161,12 @@ def predict_store(run_dir: Path, store_location: str, out_dir: Path, device: tor
         if features.modality_dims != config["modality_dims"]:
             raise FeatureError(f"{store_location}: feature widths {features.modality_dims} differ from the "
                                f"model's {config['modality_dims']} ({model_dir})")
+        if not allow_other_recipes:
+            check_recipes(config.get("feature_recipes"), features.recipes, f"{store_location} ({model_dir})")
         features.use_standardiser(standardiser)
         window = WindowConfig(**config["window"])
-        predictions = predict_frames(model, features, video_ids, window, device, config["optim"]["batch_size"])
+        predictions = predict_frames(model, features, video_ids, window, device,
+                                     batch_size or config["optim"]["batch_size"])
         target = out_dir if len(dirs) == 1 else out_dir / model_dir.name
-        written += write_prediction_csvs(predictions, tasks, target)
+        written += write_prediction_csvs(predictions, tasks, target, features.frame_time)
     return written

@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 
-from features_store.common import pick_device
+from features_store.common import out_of_memory_names, pick_device
 
 
 @dataclass(frozen=True)
@@ -73,7 +73,7 @@ class MtcnnDetector(FaceDetector):
             return []
         step = self.config.subsample
         small = np.stack([np.ascontiguousarray(frame[::step, ::step]) for frame in frames])
-        with torch.no_grad():
+        with torch.no_grad(), out_of_memory_names("--set face_crop.detect_batch_frames", len(frames)):
             boxes, scores, landmarks = self.model.detect(small, landmarks=True)
         result = []
         for frame_boxes, frame_scores, frame_points in zip(boxes, scores, landmarks):

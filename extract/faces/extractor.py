@@ -1,11 +1,12 @@
 """``face_crop``: the subject's face in every frame, aligned, with its box, landmarks and TSAV mask.
 
-Two passes over the frames (decoding is ~40x faster than detection, and nothing is kept between them but the
-detections): pass 1 detects every frame's faces (MTCNN, batched, on subsampled frames) and the shot cuts, tracks the
-faces (IoU, ending tracks at cuts), re-identifies one person's tracks across cuts and gaps (dlib descriptors, one per
-track, on frames fetched by a short extra decode) and picks the subject; M3T's smoothing steadies the alignment
-landmarks where the box is steady; pass 2 aligns the subject's face to the 5-point template and adds dlib's 68
-landmarks and TSAV's mask.
+Three passes over the frames (decoding is ~40x faster than detection, and nothing is kept between them but the
+detections and the landmarks): pass 1 detects every frame's faces (MTCNN, batched, on subsampled frames) and the shot
+cuts, tracks the faces (IoU, ending tracks at cuts), re-identifies one person's tracks across cuts and gaps (dlib
+descriptors, one per track, on frames fetched by a short extra decode) and picks the subject; M3T's smoothing steadies
+the alignment landmarks where the box is steady; pass 2 finds dlib's 68 landmarks of the subject's face in the aligned
+crop's pixels (TSAV's mask is drawn from them); pass 3 aligns the subject's face to the 5-point template while the
+store writes the crops chunk by chunk.
 Frames without the subject's face are zeros with ``face_valid`` False: never a black crop presented as a face, never
 a neighbour's copy.
 
@@ -24,10 +25,10 @@ from itertools import islice
 import numpy as np
 
 from extract.base import Extractor, FeatureArray, RowBlocks
-from extract.faces.align import align_crop, template
+from extract.faces.align import align_crop, similarity, template
 from extract.faces.detect import FrameFaces, MtcnnConfig, MtcnnDetector
-from extract.faces.landmarks import LANDMARKS_WEIGHTS, MASK_PARTS, landmark_mask, landmarks68_in_crop
 from extract.faces.identity import IDENTITY_WEIGHTS, face_descriptor
+from extract.faces.landmarks import LANDMARKS_WEIGHTS, MASK_PARTS, landmark_mask, landmarks68_in_crop
 from extract.faces.reid import group_by_identity, track_descriptors
 from extract.faces.shots import CUT_THRESHOLD_GREY, cuts_from_changes, frame_signature, signature_change
 from extract.faces.smoothing import smooth_landmarks
@@ -35,6 +36,7 @@ from extract.faces.track import SubjectRule, Track, subject, track_faces
 from extract.ingest import DecodedVideo, IngestError, iter_rgb_frames
 from extract.registry import register
 from extract.weights import PackagedWeights
+from features_store.schema import ArraySchema
 
 CROP_BLOCK_FRAMES = 256
 """Frames per block of crops handed to the store in pass 2 (9.6 MB at 112 px)."""
@@ -136,18 +138,17 @@ class FaceCrop(Extractor):
                                       c.steady_box_std)
         size = self.config.crop_size_px
         n_frames = video.n_frames
-        points68 = np.zeros((n_frames, 68, 2), np.float32)  # 544 bytes a frame: held whole
+        points68 = self.landmarks68(video, chosen.valid, chosen.box, landmarks5)
 
         def aligned_crops() -> Iterator[np.ndarray]:
-            """Pass 2, as the store writes ``face_crop``: one block of crops per chunk of frames (never all T
-            crops in memory), filling ``points68`` as it goes."""
+            """Pass 3, as the store writes ``face_crop``: one block of crops per chunk of frames (never all T
+            crops in memory)."""
             block = np.zeros((CROP_BLOCK_FRAMES, size, size, 3), np.uint8)
             filled = 0
             for index, frame in enumerate(iter_rgb_frames(video.path)):
                 block[filled] = 0
                 if chosen.valid[index]:
-                    block[filled], matrix = align_crop(frame, landmarks5[index], size)
-                    points68[index] = landmarks68_in_crop(frame, chosen.box[index], matrix)
+                    block[filled] = align_crop(frame, landmarks5[index], size)[0]
                 filled += 1
                 if filled == CROP_BLOCK_FRAMES:
                     yield block.copy()
@@ -155,7 +156,7 @@ class FaceCrop(Extractor):
             yield block[:filled].copy()
 
         def masks() -> Iterator[np.ndarray]:
-            """TSAV's masks from the landmarks pass 2 found (written after ``face_crop``, so they exist by then)."""
+            """TSAV's masks, drawn from the landmarks."""
             for start in range(0, n_frames, CROP_BLOCK_FRAMES):
                 block = np.zeros((min(CROP_BLOCK_FRAMES, n_frames - start), size, size), np.uint8)
                 for offset in np.flatnonzero(chosen.valid[start:start + len(block)]):
@@ -164,18 +165,36 @@ class FaceCrop(Extractor):
 
         crops = RowBlocks((n_frames, size, size, 3), np.dtype(np.uint8), aligned_crops())
         mask_rows = RowBlocks((n_frames, size, size), np.dtype(np.uint8), masks())
-        tied = {"validity": "face_valid", "subject": self.config.subject}
+        tied, subject_attrs = "face_valid", {"subject": self.config.subject}
         return {
-            "face_crop": FeatureArray(crops, {**tied, "units": "RGB uint8", "size_px": size,
-                                              "description": "subject's face aligned to the 5-point template"}),
-            "face_valid": FeatureArray(chosen.valid, {
-                "description": "True where the subject's face was detected; other rows of face arrays are zeros"}),
-            "face_box": FeatureArray(chosen.box, {**tied, "units": "source-frame pixels",
-                                                  "columns": ["x1", "y1", "x2", "y2"]}),
-            "face_score": FeatureArray(chosen.score, {**tied, "description": "MTCNN confidence"}),
-            "landmarks68": FeatureArray(points68, {**tied, "units": "crop pixels", "columns": ["x", "y"],
-                                                   "description": "dlib 68-point landmarks in the aligned crop"}),
-            "face_mask": FeatureArray(mask_rows, {**tied, "description": "TSAV landmark mask: 1-px polylines",
-                                              "levels": {f"{first}-{last}": level
-                                                         for first, last, _, level in MASK_PARTS}}),
+            "face_crop": FeatureArray(crops, ArraySchema(
+                validity=tied, axes=("y", "x", "channel"), units="RGB uint8", columns=("red", "green", "blue"),
+                description="subject's face aligned to the 5-point template"), {**subject_attrs, "size_px": size}),
+            "face_valid": FeatureArray(chosen.valid, ArraySchema(
+                kind="validity",
+                description="True where the subject's face was detected; other rows of face arrays are zeros"),
+                subject_attrs),
+            "face_box": FeatureArray(chosen.box, ArraySchema(
+                validity=tied, units="source-frame pixels", columns=("x1", "y1", "x2", "y2"),
+                description="the subject's face box (MTCNN)"), subject_attrs),
+            "face_score": FeatureArray(chosen.score, ArraySchema(validity=tied, description="MTCNN confidence"),
+                                       subject_attrs),
+            "landmarks68": FeatureArray(points68, ArraySchema(
+                validity=tied, axes=("point", "xy"), units="crop pixels", columns=("x", "y"),
+                description="dlib 68-point landmarks in the aligned crop"), subject_attrs),
+            "face_mask": FeatureArray(mask_rows, ArraySchema(
+                validity=tied, axes=("y", "x"), description="TSAV landmark mask: 1-px polylines"),
+                {**subject_attrs, "levels": {f"{first}-{last}": level for first, last, _, level in MASK_PARTS}}),
         }
+
+    def landmarks68(self, video: DecodedVideo, valid: np.ndarray, box: np.ndarray,
+                    landmarks5: np.ndarray) -> np.ndarray:
+        """Pass 2: dlib's 68 landmarks of the subject's face, (T, 68, 2) float32 in the aligned crop's pixels
+        (544 bytes a frame, held whole), computed before any array is written so nothing depends on the order the
+        store writes them in; zeros where ``valid`` is False."""
+        size = self.config.crop_size_px
+        points68 = np.zeros((video.n_frames, 68, 2), np.float32)
+        for index, frame in enumerate(iter_rgb_frames(video.path)):
+            if valid[index]:
+                points68[index] = landmarks68_in_crop(frame, box[index], similarity(landmarks5[index], template(size)))
+        return points68

@@ -18,6 +18,7 @@ import torch
 from extract.faces.embedding import FaceInputSpec, TorchFaceEmbedding
 from extract.registry import register
 from extract.weights import UserWeights
+from features_store.schema import ArraySchema
 
 FACENET_INPUT = FaceInputSpec(size_px=160, colour_order="RGB", mean=(127.5,) * 3, std=(128.0,) * 3)
 
@@ -58,5 +59,5 @@ class Facenet(TorchFaceEmbedding):
     def outputs(self, model, faces: torch.Tensor) -> dict[str, torch.Tensor]:
         return {"facenet": model(faces)}
 
-    def output_attrs(self) -> dict[str, dict[str, Any]]:
-        return {"facenet": {"description": "InceptionResnetV1 embedding, L2-normalised", "units": "unit vector"}}
+    def output_schemas(self) -> dict[str, ArraySchema]:
+        return {"facenet": ArraySchema(units="unit vector", description="InceptionResnetV1 embedding, L2-normalised")}

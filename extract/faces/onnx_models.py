@@ -32,6 +32,7 @@ import numpy as np
 from extract.faces.embedding import FaceEmbedding, FaceInputSpec
 from extract.registry import register, register_family, with_overrides
 from extract.weights import UserWeights, WeightsError, models_search_path
+from features_store.schema import ArraySchema
 
 PUBLISHED_SHA256 = {
     # Content hashes of insightface's released packs, as their Git LFS mirrors record them (the pack zips themselves
@@ -137,11 +138,11 @@ class OnnxFaceModel(FaceEmbedding):
                               {session.get_inputs()[0].name: faces})
         return {self.name: np.asarray(outputs[0], np.float32).reshape(len(faces), -1)}
 
+    def output_schemas(self) -> dict[str, ArraySchema]:
+        return {self.name: ArraySchema(columns=tuple(self.config.columns) if self.config.columns else None)}
+
     def output_attrs(self) -> dict[str, dict[str, Any]]:
-        attrs: dict[str, Any] = {"model_output": self.config.output or self.session.get_outputs()[0].name}
-        if self.config.columns:
-            attrs["columns"] = list(self.config.columns)
-        return {self.name: attrs}
+        return {self.name: {"model_output": self.config.output or self.session.get_outputs()[0].name}}
 
     def parameters(self) -> dict:
         return {**super().parameters(), "input": self.input_spec.describe()}
@@ -197,9 +198,9 @@ class Hsemotion(OnnxFaceModel):
     name = "hsemotion"
     config_class = HsemotionConfig
 
-    def output_attrs(self) -> dict[str, dict[str, Any]]:
+    def output_schemas(self) -> dict[str, ArraySchema]:
         columns = list(HSEMOTION_CLASSES)
         if self.output_shapes[self.name] == (10,):
             columns += ["valence", "arousal"]
-        return {self.name: {**super().output_attrs()[self.name], "columns": columns,
-                            "units": "logits (expressions); valence and arousal as the model gives them"}}
+        return {self.name: ArraySchema(columns=tuple(columns),
+                                       units="logits (expressions); valence and arousal as the model gives them")}

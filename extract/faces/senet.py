@@ -21,6 +21,7 @@ from torch.nn import functional
 from extract.faces.embedding import FaceInputSpec, TorchFaceEmbedding
 from extract.registry import register
 from extract.weights import UserWeights
+from features_store.schema import ArraySchema
 
 VGGFACE2_MEAN_BGR = (91.4953, 103.8827, 131.0912)
 SENET_INPUT = FaceInputSpec(size_px=224, colour_order="BGR", mean=VGGFACE2_MEAN_BGR, std=(1.0, 1.0, 1.0))
@@ -142,6 +143,6 @@ class Senet(TorchFaceEmbedding):
     def outputs(self, model: SeNet, faces: torch.Tensor) -> dict[str, torch.Tensor]:
         return {"senet": model(faces)}
 
-    def output_attrs(self) -> dict[str, dict[str, Any]]:
-        return {"senet": {"description": "SENet last stage, global average pooled"}}
+    def output_schemas(self) -> dict[str, ArraySchema]:
+        return {"senet": ArraySchema(description="SENet last stage, global average pooled")}
 

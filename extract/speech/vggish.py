@@ -28,6 +28,8 @@ from extract.checkpoints import load_network, load_state_dict
 from extract.ingest import AudioTrack, DecodedVideo
 from extract.registry import register
 from extract.weights import UserWeights, WeightsError
+from features_store.common import out_of_memory_names
+from features_store.schema import ArraySchema
 
 HUB_PREFIX = {"vggish-10086976.pth": "10086976", "vggish_pca_params-970ea276.pth": "970ea276"}
 """torch.hub file names end with the start of the file's sha256: those files are checked against it."""
@@ -163,12 +165,13 @@ class Vggish(AudioExtractor):
         for start in range(0, video.n_frames, c.batch_frames):
             frames = np.flatnonzero(valid[start:start + c.batch_frames]) + start
             if len(frames):
-                embeddings = self.embed(patches(rows, start_rows[frames]))
+                with out_of_memory_names("--set vggish.batch_frames", c.batch_frames):
+                    embeddings = self.embed(patches(rows, start_rows[frames]))
                 out[frames] = self.postprocess(embeddings) if c.postprocess else embeddings
         p = vggish_params()
-        return self.frame_feature(out, video, {
-            "columns": "128 VGGish embedding dimensions" + (", PCA-whitened, quantised 0..255" if c.postprocess
-                                                            else ", raw (ReLU output)"),
+        return self.frame_feature(out, video, ArraySchema(
+            description="128 VGGish embedding dimensions" + (", PCA-whitened, quantised 0..255" if c.postprocess
+                                                             else ", raw (ReLU output)")), {
             "window_placement": ("forward: the 0.96 s starting at frame_time" if c.window_placement == "forward"
                                  else "centred: the 0.96 s centred on frame_time"),
             "window_s": p.EXAMPLE_WINDOW_SECONDS, "window_start_quantum_s": p.STFT_HOP_LENGTH_SECONDS,

@@ -30,6 +30,7 @@ from extract.speech.asr import Transcriber, WhisperSettings, transcriber
 from extract.speech.loops import LoopCheck
 from extract.speech.regions import RegionSettings
 from extract.speech.transcript import Segment
+from features_store.schema import ArraySchema
 
 WORDS_ATTRIBUTE = "words"
 
@@ -142,12 +143,12 @@ class Words(Extractor):
         words = self.recognise(video.audio.samples, video.audio.start_time_s) if video.audio is not None else []
         word_index = frame_word_index(words, video.frame_time)
         return {
-            "word_index": FeatureArray(word_index, {
-                "description": "index into the group attribute 'words' of the word spanning the frame time "
-                               "(start <= frame_time < end); -1 where no word does",
-                "indexes_attribute": WORDS_ATTRIBUTE}),
-            "word_valid": FeatureArray(word_index >= 0, {
-                "description": "True where a recognised word spans the frame time (word_index >= 0)"}),
+            "word_index": FeatureArray(word_index, ArraySchema(
+                kind="index", indexes_attribute=WORDS_ATTRIBUTE,
+                description="index into the group attribute 'words' of the word spanning the frame time "
+                            "(start <= frame_time < end); -1 where no word does")),
+            "word_valid": FeatureArray(word_index >= 0, ArraySchema(
+                kind="validity", description="True where a recognised word spans the frame time (word_index >= 0)")),
             WORDS_ATTRIBUTE: VideoAttribute(words),
         }
 
