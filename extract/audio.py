@@ -103,9 +103,10 @@ class AudioExtractor(Extractor):
 
     def __init__(self, config=None, models_dir=None):
         super().__init__(config, models_dir)
-        if self.config.sample_rate_hz != AUDIO_SAMPLE_RATE_HZ:
-            raise UsageError(f"{self.name}.sample_rate_hz={self.config.sample_rate_hz}: audio is decoded at "
-                             f"{AUDIO_SAMPLE_RATE_HZ} Hz, and every window is computed at that rate")
+        rate_hz = getattr(self.config, "sample_rate_hz", AUDIO_SAMPLE_RATE_HZ)
+        if rate_hz != AUDIO_SAMPLE_RATE_HZ:
+            raise UsageError(f"{self.name}.sample_rate_hz={rate_hz}: audio is decoded at {AUDIO_SAMPLE_RATE_HZ} Hz, "
+                             "and every window is computed at that rate")
 
     def validity(self, video: DecodedVideo) -> dict[str, FeatureArray]:
         return {"audio_valid": FeatureArray(audio_valid_mask(video), ArraySchema(

@@ -25,7 +25,8 @@ def onnx_configs(models_dir: str | Path | None = None) -> list[str]:
 
 
 def weights_table(models_dir: str | Path | None = None) -> list[dict[str, Any]]:
-    """Rows of ``feature, role, found, file, path, sha256, source, license, problem`` (see the module docstring)."""
+    """Rows of ``feature, role, found, file, path, sha256, source, license, problem`` (see the module docstring),
+    plus ``download`` (the URL ``models fetch`` uses; None: none public or packaged) and ``non_commercial``."""
     rows = []
     for feature in registry.feature_names() + onnx_configs(models_dir):
         try:
@@ -36,7 +37,10 @@ def weights_table(models_dir: str | Path | None = None) -> list[dict[str, Any]]:
             continue
         for role, bundle in extractor.weights().items():
             status = bundle.status(extractor.models_search_path)
-            rows.append({"feature": feature, "role": role, **dataclasses.asdict(status)})
+            source = getattr(bundle, "download", None)
+            rows.append({"feature": feature, "role": role, **dataclasses.asdict(status),
+                         "download": None if source is None else getattr(source, "urls", (source.file_name,))[0],
+                         "non_commercial": getattr(bundle, "non_commercial", False)})
     return rows
 
 
@@ -52,5 +56,8 @@ def format_table(rows: list[dict[str, Any]], search_path: tuple[Path, ...]) -> s
     lines.append(f"models search path: {', '.join(str(p.resolve()) for p in search_path)} "
                  f"(--models DIR, then $AFFECTSYNC_MODELS, then models/)")
     if missing:
-        lines.append(f"{missing} file(s) missing: put each in the first folder of the search path")
+        features = ",".join(dict.fromkeys(row["feature"] for row in rows if not row["found"]))
+        lines.append(f"{missing} file(s) missing: `make weights FEATURES={features}` fetches those with a public "
+                     "download (--accept-license NAME for non-commercial ones); put the others in the first folder "
+                     "of the search path")
     return "\n".join(lines)

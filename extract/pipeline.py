@@ -23,6 +23,7 @@ from extract import registry
 from extract.base import Extractor, FeatureArray, RowBlocks, VideoAttribute, library_versions
 from extract.ingest import AUDIO_SAMPLE_RATE_HZ, DecodedVideo, IngestError, decode_video
 from extract.videos import file_identity, subject_video_ids
+from extract.weights import WeightsError
 from features_store.common import now_utc
 from features_store.errors import AffectsyncError, UsageError
 from features_store.schema import ArraySchema
@@ -304,9 +305,9 @@ class Extraction:
 def create_extractors(features: Sequence[str], subject: str = "largest", models_dir: str | Path | None = None,
                       settings: Mapping[str, Mapping[str, Any]] | None = None) -> list[Extractor]:
     """The extractors for ``features`` and the features they build on, in running order, configured with
-    ``settings`` (feature -> {config field: value}, from ``--set``), with every weights file resolved: a missing one
-    raises :class:`~extract.weights.WeightsError` (naming the file and where to put it) before any video is
-    touched."""
+    ``settings`` (feature -> {config field: value}, from ``--set``), with every weights file resolved: missing ones
+    raise one :class:`~extract.weights.WeightsError` naming each file and the ``make weights FEATURES=...`` line that
+    brings them (and the route for machines without internet), before any video is touched."""
     names = registry.with_requirements(features)
     settings = settings or {}
     stray = set(settings) - set(names)
@@ -314,6 +315,16 @@ def create_extractors(features: Sequence[str], subject: str = "largest", models_
         raise UsageError(f"settings given for {', '.join(sorted(stray))}, which this run does not extract")
     extractors = [registry.create(name, models_dir=models_dir, overrides=settings.get(name), subject=subject)
                   for name in names]
+    missing = {}
     for extractor in extractors:
-        extractor.check_weights()
+        try:
+            extractor.check_weights()
+        except WeightsError as exc:
+            missing[extractor.name] = str(exc)
+    if missing:
+        names = ",".join(missing)
+        raise WeightsError("; ".join(missing.values()) + f". Run `make weights FEATURES={names}` (python -m extract "
+                           f"models fetch {names.replace(',', ' ')}) to download, verify and pin them; without "
+                           "internet, `python -m extract models pack models.tar` on a machine that has them and "
+                           "`python -m extract models unpack models.tar` here")
     return extractors

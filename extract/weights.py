@@ -26,6 +26,8 @@ from importlib import resources
 from pathlib import Path
 from typing import Any, Protocol
 
+from extract.downloads import Download, HubSnapshot
+from extract.sources import MODEL_FOLDERS, PUBLISHED_FILES
 from features_store.errors import AffectsyncError
 
 MODELS_ENV = "AFFECTSYNC_MODELS"
@@ -166,6 +168,18 @@ class UserWeights(_StatusFromPath):
     sha256: str | None = None
     sha256_prefix: str | None = None
     """The start of the published sha256, for files named the torch.hub way (``vggish-10086976.pth``)."""
+    download: Download | None = None
+    """Where ``python -m extract models fetch`` gets it (None: no public direct download)."""
+    non_commercial: bool = False
+    """The license forbids commercial use: fetching it needs ``--accept-license <license>``."""
+    license_url: str | None = None
+
+    @classmethod
+    def published(cls, file_name: str, source: str, license: str, **known) -> UserWeights:
+        """A user weights file whose download and sha256 :data:`extract.sources.PUBLISHED_FILES` knows, when it does
+        (another file name: no download, no pin)."""
+        download, sha256 = PUBLISHED_FILES.get(file_name, (None, None))
+        return cls(file_name, source, license, **{"sha256": sha256, "download": download, **known})
 
     def path(self, search_path: Sequence[Path] = ()) -> Path:
         search_path = tuple(search_path) or models_search_path()
@@ -200,6 +214,16 @@ class ModelFolder(_StatusFromPath):
     main_files: tuple[str, ...]
     source: str
     license: str
+    download: Download | HubSnapshot | None = None
+    """Where ``python -m extract models fetch`` gets the folder (an archive holding it, or a Hugging Face repo at a
+    pinned revision); None: no public direct download."""
+    non_commercial: bool = False
+    license_url: str | None = None
+
+    @classmethod
+    def published(cls, folder: str, main_files: tuple[str, ...], source: str, license: str) -> ModelFolder:
+        """A model folder whose download :data:`extract.sources.MODEL_FOLDERS` knows by its name, when it does."""
+        return cls(folder, main_files, source, license, download=MODEL_FOLDERS.get(Path(folder).name))
 
     @property
     def file_name(self) -> str:

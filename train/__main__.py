@@ -128,7 +128,7 @@ def list_models() -> int:
 
 def run_predict(argv: list[str]) -> int:
     p = ArgumentParser(prog="python -m train predict",
-                                description="Write one CSV of per-frame predictions per video of a store.")
+                       description="Write one CSV of per-frame predictions per video of a store.")
     p.add_argument("run", type=Path, help="run directory (runs/<name>)")
     p.add_argument("store", help="feature store (path or URL)")
     p.add_argument("--out", type=Path, required=True, help="output folder: <video_id>.csv per video")

@@ -43,7 +43,7 @@ class Facenet(TorchFaceEmbedding):
     input_spec = FACENET_INPUT
 
     def weights(self) -> dict:
-        return {"model": UserWeights(
+        return {"model": UserWeights.published(
             self.config.weights_file, source="facenet-pytorch releases (github.com/timesler/facenet-pytorch/releases/"
             "download/v2.2.9/20180402-114759-vggface2.pt)", license="MIT (facenet-pytorch; weights from David "
             "Sandberg's facenet, MIT), trained on VGGFace2")}

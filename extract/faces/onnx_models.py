@@ -31,15 +31,13 @@ import numpy as np
 
 from extract.faces.embedding import FaceEmbedding, FaceInputSpec
 from extract.registry import register, register_family, with_overrides
+from extract.downloads import Download
+from extract.sources import INSIGHTFACE_LICENSE, INSIGHTFACE_LICENSE_URL
 from extract.weights import UserWeights, WeightsError, models_search_path
 from features_store.schema import ArraySchema
 
-PUBLISHED_SHA256 = {
-    # Content hashes of insightface's released packs, as their Git LFS mirrors record them (the pack zips themselves
-    # are at github.com/deepinsight/insightface/releases/download/v0.7/<pack>.zip).
-    "glintr100.onnx": "4ab1d6435d639628a6f3e5008dd4f929edf4c4124b1a7169e1048f9fef534cdf",
-    "w600k_r50.onnx": "4c06341c33c2ca1f86781dab0e829f88ad5b64be9fba56e56bc9ebdefc619e43",
-}
+DOWNLOAD_FIELDS = ("url", "sha256", "non_commercial", "license_url")
+"""Config fields that say where the file comes from, not what the model computes (not in the parameters)."""
 
 
 @dataclass(frozen=True)
@@ -47,7 +45,9 @@ class OnnxFaceConfig:
     """An ONNX face model: its file in the models search path; input size (None: from the graph), colour order
     (RGB, BGR or grey), per-channel ``mean`` / ``std`` on 0..255 pixels (None: insightface's rule, see the module
     docstring), layout (NCHW or NHWC); the output to keep (None: the first) and names of its columns; where the file
-    comes from and its license; faces per batch."""
+    comes from and its license; faces per batch; where ``python -m extract models fetch`` downloads the file (``url``)
+    and its ``sha256`` (both optional: a team's own model is fetched like the seeds'), and whether its license is
+    non-commercial (fetching then needs ``--accept-license <license>``)."""
 
     weights_file: str = ""
     input_size_px: int | None = None
@@ -60,6 +60,10 @@ class OnnxFaceConfig:
     source: str = "your own ONNX model"
     license: str = "as its authors state"
     batch_faces: int = 64
+    url: str | None = None
+    sha256: str | None = None
+    non_commercial: bool = False
+    license_url: str | None = None
 
     @classmethod
     def from_json(cls, path) -> OnnxFaceConfig:
@@ -100,8 +104,11 @@ class OnnxFaceModel(FaceEmbedding):
 
     def weights(self) -> dict:
         c = self.config
-        return {"model": UserWeights(c.weights_file, source=c.source, license=c.license,
-                                     sha256=PUBLISHED_SHA256.get(c.weights_file))}
+        known = {"non_commercial": c.non_commercial, "license_url": c.license_url}
+        if c.url:
+            return {"model": UserWeights(c.weights_file, c.source, c.license, sha256=c.sha256,
+                                         download=Download((c.url,), c.sha256), **known)}
+        return {"model": UserWeights.published(c.weights_file, c.source, c.license, **known)}
 
     @cached_property
     def session(self):
@@ -145,7 +152,10 @@ class OnnxFaceModel(FaceEmbedding):
         return {self.name: {"model_output": self.config.output or self.session.get_outputs()[0].name}}
 
     def parameters(self) -> dict:
-        return {**super().parameters(), "input": self.input_spec.describe()}
+        """The config (without where the file is fetched from: the weights' provenance records the file itself) and
+        the input as prepared."""
+        config = {key: value for key, value in super().parameters().items() if key not in DOWNLOAD_FIELDS}
+        return {**config, "input": self.input_spec.describe()}
 
 
 @register_family("onnx", OnnxFaceModel)
@@ -167,7 +177,9 @@ class IresnetConfig(OnnxFaceConfig):
     std: tuple[float, ...] | None = None
     source: str = ("insightface model packs (antelopev2: glintr100.onnx; buffalo_l: w600k_r50.onnx), "
                    "github.com/deepinsight/insightface/releases/download/v0.7/<pack>.zip")
-    license: str = "insightface pretrained models: non-commercial research use only"
+    license: str = INSIGHTFACE_LICENSE
+    non_commercial: bool = True
+    license_url: str | None = INSIGHTFACE_LICENSE_URL
 
 
 @register

@@ -20,6 +20,7 @@ from torch.nn import functional
 
 from extract.faces.embedding import FaceInputSpec, TorchFaceEmbedding
 from extract.registry import register
+from extract.sources import SENET50_LICENSE, SENET50_LICENSE_URL
 from extract.weights import UserWeights
 from features_store.schema import ArraySchema
 
@@ -130,10 +131,10 @@ class Senet(TorchFaceEmbedding):
     input_spec = SENET_INPUT
 
     def weights(self) -> dict:
-        return {"model": UserWeights(
+        return {"model": UserWeights.published(
             self.config.weights_file, source="VGGFace2-pytorch (github.com/cydonia999/VGGFace2-pytorch, SENet-50 "
             "'senet50_ft'), or your own SE-ResNet with its parameter names (.pkl of numpy arrays or torch state dict)",
-            license="VGGFace2 models: research use (see the VGGFace2 terms)")}
+            license=SENET50_LICENSE, non_commercial=True, license_url=SENET50_LICENSE_URL)}
 
     def network(self, state_dict: dict[str, Any]) -> SeNet:
         model = SeNet(SenetShape.of(state_dict))

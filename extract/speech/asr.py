@@ -129,8 +129,9 @@ class WhisperTranscriber(Transcriber):
     def weights(self) -> WeightsBundle:
         if self.model is None:
             return self.default_weights
-        return ModelFolder(self.model, ("model.bin",), source="a CTranslate2 Whisper model folder (e.g. "
-                           "huggingface.co/Systran/faster-whisper-small)", license="MIT (OpenAI Whisper weights)")
+        return ModelFolder.published(self.model, ("model.bin",), source="a CTranslate2 Whisper model folder (e.g. "
+                                     "huggingface.co/Systran/faster-whisper-small)",
+                                     license="MIT (OpenAI Whisper weights)")
 
     @cached_property
     def device(self) -> tuple[str, str]:
@@ -194,9 +195,9 @@ class VoskTranscriber(Transcriber):
     chunk_samples = 8000
 
     def weights(self) -> WeightsBundle:
-        return ModelFolder(self.model or self.default_folder, ("am/final.mdl",),
-                           source="alphacephei.com/vosk/models (e.g. vosk-model-en-us-0.22; unpack the zip)",
-                           license="Apache-2.0 (most Vosk models; see the model's README)")
+        return ModelFolder.published(self.model or self.default_folder, ("am/final.mdl",),
+                                     source="alphacephei.com/vosk/models (e.g. vosk-model-en-us-0.22; unpack the zip)",
+                                     license="Apache-2.0 (most Vosk models; see the model's README)")
 
     @cached_property
     def _model(self):

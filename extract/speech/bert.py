@@ -55,9 +55,9 @@ class Bert(Extractor):
     def weights(self) -> dict[str, WeightsBundle]:
         if self.config.model is None:
             return {"model": MINILM_WEIGHTS}
-        return {"model": ModelFolder(self.config.model, ("model.safetensors", "pytorch_model.bin"),
-                                     source="a transformers BERT folder (e.g. huggingface.co/bert-base-uncased)",
-                                     license="Apache-2.0 (bert-base-uncased)")}
+        return {"model": ModelFolder.published(self.config.model, ("model.safetensors", "pytorch_model.bin"),
+                                               source="a transformers BERT folder (e.g. huggingface.co/bert-base-"
+                                               "uncased)", license="Apache-2.0 (bert-base-uncased)")}
 
     @cached_property
     def _folder(self) -> str:

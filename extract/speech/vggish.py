@@ -106,12 +106,12 @@ class Vggish(AudioExtractor):
         c = self.config
         if c.window_placement not in ("forward", "centred"):
             raise ValueError(f"vggish.window_placement={c.window_placement!r}: use forward or centred")
-        bundles = {"model": UserWeights(c.weights_file, source=f"{SOURCE} (vggish-10086976.pth)", license=LICENSE,
-                                        sha256_prefix=HUB_PREFIX.get(c.weights_file))}
+        bundles = {"model": UserWeights.published(c.weights_file, source=f"{SOURCE} (vggish-10086976.pth)",
+                                                  license=LICENSE, sha256_prefix=HUB_PREFIX.get(c.weights_file))}
         if c.postprocess:
-            bundles["pca"] = UserWeights(c.pca_file, source=f"{SOURCE} (vggish_pca_params-970ea276.pth), or "
-                                         "TensorFlow models' vggish_pca_params.npz", license=LICENSE,
-                                         sha256_prefix=HUB_PREFIX.get(c.pca_file))
+            bundles["pca"] = UserWeights.published(c.pca_file, source=f"{SOURCE} (vggish_pca_params-970ea276.pth), "
+                                                   "or TensorFlow models' vggish_pca_params.npz", license=LICENSE,
+                                                   sha256_prefix=HUB_PREFIX.get(c.pca_file))
         return bundles
 
     @cached_property
