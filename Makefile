@@ -13,6 +13,7 @@ FEATURES ?=
 LABELS ?= samples/crema_d_1001_DFA_concat_labels.csv
 TASKS ?=
 MODEL ?=
+RECIPE ?=
 FOLDS ?=
 NAME ?=
 SUBJECT ?=
@@ -76,8 +77,10 @@ bench: $(TEST_INSTALLED)
 	$(PY) -m bench.store | tee $(BENCH_OUT)/store.jsonl
 	$(PY) -m bench.memory | tee $(BENCH_OUT)/memory.jsonl
 
-# TRAIN_ARGS passes any other option of `python -m train` (see `python -m train --help`).
-TRAIN_FLAGS = $(if $(FEATURES),--features $(FEATURES)) $(if $(TASKS),--tasks $(TASKS)) $(if $(MODEL),--model $(MODEL)) \
+# RECIPE=abaw3|seed001|seed002|tsav|m3t sets a paper's whole recipe (`python -m train recipes`); TRAIN_ARGS passes any
+# other option of `python -m train` (see `python -m train --help`), replacing the recipe's value.
+TRAIN_FLAGS = $(if $(RECIPE),--recipe $(RECIPE)) $(if $(FEATURES),--features $(FEATURES)) $(if $(TASKS),--tasks $(TASKS)) \
+	$(if $(MODEL),--model $(MODEL)) \
 	$(if $(FOLDS),--folds $(FOLDS)) $(if $(NAME),--name $(NAME)) $(TRAIN_ARGS)
 
 train: $(INSTALLED)

@@ -9,13 +9,13 @@ Metrics (all inputs are numpy-compatible arrays of valid frames only; N = number
 
 - VA, all protocols: concordance correlation coefficient per dimension and their mean (seed 000, Sec. III-A Eq. 7;
   seed 003, Sec. 4).
-- EXPR, protocol ``abaw2020`` (ABAW 2020 and 2021): 0.67 macro-F1 + 0.33 total accuracy (seed 001, Sec. 4.3 Eq. 4;
+- EXPR, protocols ``abaw2020`` and ``abaw2021``: 0.67 macro-F1 + 0.33 total accuracy (seed 001, Sec. 4.3 Eq. 4;
   seed 004, Sec. V-B), the macro-F1 taken over the classes present in gold or prediction, which is what the
   organisers' ``sklearn.metrics.f1_score(average="macro")`` without ``labels`` does.
 - EXPR, protocol ``abaw2022`` (ABAW3 onward): macro-F1 over all ``n_classes`` (8) classes; a class absent from both
   gold and prediction scores 0.
-- AU, protocol ``abaw2020``: 0.5 mean per-AU F1 + 0.5 total accuracy over the flattened N x K matrix (seed 001,
-  Sec. 4.3 Eq. 3); ``abaw2022``: mean per-AU F1.
+- AU, protocols ``abaw2020`` (8 AUs) and ``abaw2021`` (12 AUs): 0.5 mean per-AU F1 + 0.5 total accuracy over the
+  flattened N x K matrix (seed 001, Sec. 4.3 Eq. 3); ``abaw2022``: mean per-AU F1.
 
 Every F1 is ``2 TP / (2 TP + FP + FN)`` and 0 when that denominator is 0 (sklearn's ``zero_division=0``); this is
 computed with numpy here and gives exactly sklearn's numbers. Scores are plain Python floats so they serialise to JSON.
@@ -28,9 +28,8 @@ from typing import Any
 
 import numpy as np
 
-from eval.tasks import Protocol, TaskSpec
+from eval.tasks import PROTOCOLS, Protocol, TaskSpec
 
-PROTOCOLS = ("abaw2020", "abaw2022")
 EXPR_WEIGHTS_ABAW2020 = (0.67, 0.33)
 """(F1 weight, accuracy weight) of the ABAW 2020/2021 expression criterion."""
 AU_WEIGHTS_ABAW2020 = (0.5, 0.5)
@@ -56,8 +55,8 @@ def _f1(tp: np.ndarray, fp: np.ndarray, fn: np.ndarray) -> np.ndarray:
 
 
 def _criterion(protocol: str, abaw2020_weights: tuple[float, float], f1: float, accuracy: float) -> float:
-    """The challenge criterion: weighted F1 and accuracy under ``abaw2020``, the F1 alone from ABAW3 on."""
-    if protocol == "abaw2020":
+    """The challenge criterion: weighted F1 and accuracy under ``abaw2020``/``abaw2021``, the F1 alone from ABAW3 on."""
+    if protocol in ("abaw2020", "abaw2021"):
         f1_weight, accuracy_weight = abaw2020_weights
         return float(f1_weight * f1 + accuracy_weight * accuracy)
     return float(f1)
@@ -98,10 +97,11 @@ def va_score(pred: Any, gold: Any) -> dict[str, float]:
 def expr_score(pred: Any, gold: Any, protocol: Protocol, *, n_classes: int = 8) -> dict[str, float]:
     """Expression criterion of (N,) predicted class indices against (N,) gold class indices (both ints >= 0).
 
-    ``f1`` is the unweighted (macro) mean of per-class F1: for ``abaw2020`` over the classes that occur in gold or
-    prediction, for ``abaw2022`` over classes ``0 .. n_classes - 1`` with an absent class scoring 0. ``accuracy`` is
-    the fraction of frames predicted right. ``score`` is ``0.67 f1 + 0.33 accuracy`` for ``abaw2020`` and ``f1`` for
-    ``abaw2022``. ``n_classes`` is used by ``abaw2022`` only (8 in ABAW3 onward).
+    ``f1`` is the unweighted (macro) mean of per-class F1: for ``abaw2020``/``abaw2021`` over the classes that occur
+    in gold or prediction, for ``abaw2022`` over classes ``0 .. n_classes - 1`` with an absent class scoring 0.
+    ``accuracy`` is the fraction of frames predicted right. ``score`` is ``0.67 f1 + 0.33 accuracy`` for
+    ``abaw2020``/``abaw2021`` and ``f1`` for ``abaw2022``. ``n_classes`` is used by ``abaw2022`` only (8 in ABAW3
+    onward).
     """
     _check_protocol(protocol)
     p = np.asarray(pred).reshape(-1)
@@ -132,7 +132,7 @@ def au_score(pred: Any, gold: Any, protocol: Protocol) -> dict[str, Any]:
 
     ``f1_per_au`` is the list of K per-AU F1 scores (an AU absent from both gold and prediction scores 0), ``f1`` their
     mean, ``accuracy`` the fraction of the N x K entries predicted right. ``score`` is ``0.5 f1 + 0.5 accuracy`` for
-    ``abaw2020`` and ``f1`` for ``abaw2022``. Threshold logits/probabilities before calling.
+    ``abaw2020``/``abaw2021`` and ``f1`` for ``abaw2022``. Threshold logits/probabilities before calling.
     """
     _check_protocol(protocol)
     p = np.asarray(pred)

@@ -27,6 +27,7 @@ SUBMISSION_FOLDERS = {
     "abaw2022": {"va": "VA_Estimation_Challenge", "expr": "EXPR_Classification_Challenge",
                  "au": "AU_Detection_Challenge"},
     "abaw2020": {"va": "VA_Set", "expr": "EXPR_Set", "au": "AU_Set"},
+    "abaw2021": {"va": "VA_Set", "expr": "EXPR_Set", "au": "AU_Set"},
 }
 
 

@@ -17,8 +17,8 @@ from typing import Literal
 import numpy as np
 
 __all__ = ["VA_INVALID", "EXPR_INVALID", "AU_INVALID", "EXPR_CLASSES_ABAW3", "EXPR_CLASSES_ABAW2020", "AUS_ABAW3",
-           "AUS_ABAW2020", "Protocol", "TaskSpec", "va_task", "expr_task", "au_task", "TASK_ORDER", "tasks_to_json",
-           "tasks_from_json"]
+           "AUS_ABAW2020", "Protocol", "PROTOCOLS", "TaskSpec", "va_task", "expr_task", "au_task", "TASK_ORDER",
+           "tasks_to_json", "tasks_from_json"]
 
 VA_INVALID = -5.0
 EXPR_INVALID = -1
@@ -29,8 +29,10 @@ EXPR_CLASSES_ABAW2020 = ("Neutral", "Anger", "Disgust", "Fear", "Happiness", "Sa
 AUS_ABAW3 = ("AU1", "AU2", "AU4", "AU6", "AU7", "AU10", "AU12", "AU15", "AU23", "AU24", "AU25", "AU26")
 AUS_ABAW2020 = ("AU1", "AU2", "AU4", "AU6", "AU12", "AU15", "AU20", "AU25")
 
-Protocol = Literal["abaw2020", "abaw2022"]
-"""Scoring protocol of eval.metrics: ``abaw2020`` (ABAW 2020 and 2021) or ``abaw2022`` (ABAW3 onward)."""
+Protocol = Literal["abaw2020", "abaw2021", "abaw2022"]
+"""Scoring protocol of eval.metrics: ``abaw2020`` (7 classes, 8 AUs), ``abaw2021`` (7 classes, 12 AUs; both score
+F1 and accuracy together) or ``abaw2022`` (ABAW3 onward: 8 classes, 12 AUs, F1 alone)."""
+PROTOCOLS: tuple[str, ...] = ("abaw2020", "abaw2021", "abaw2022")
 
 
 @dataclass(frozen=True)
@@ -77,7 +79,8 @@ def expr_task(protocol: Protocol = "abaw2022") -> TaskSpec:
 
 
 def au_task(protocol: Protocol = "abaw2022") -> TaskSpec:
-    return TaskSpec("au", AUS_ABAW3 if protocol == "abaw2022" else AUS_ABAW2020, protocol)
+    """The AU task: 8 AUs in ABAW 2020, 12 from ABAW 2021 on (seed 001's ``AU_Set``)."""
+    return TaskSpec("au", AUS_ABAW2020 if protocol == "abaw2020" else AUS_ABAW3, protocol)
 
 
 TASK_ORDER = ("va", "expr", "au")

@@ -121,8 +121,22 @@ def test_values_outside_the_coding_name_the_line(tmp_path, folder, row, cause):
     good = {"va": "0,0", "expr": "0", "au": ",".join(["0"] * 12)}[folder]
     path = write_annotation(tmp_path, ABAW3[folder], "Train_Set", "a", header, [good, row, good])
     with pytest.raises(LabelError, match=cause) as error:
-        load_labels(tmp_path)
+        load_labels(tmp_path, strict=True)  # --strict-labels: out-of-range values abort, as they all once did
     assert str(path) in str(error.value)
+
+
+@pytest.mark.parametrize("folder, row", [("va", "0.5,2"), ("expr", "8"), ("au", ",".join(["2"] * 12))])
+def test_values_outside_the_coding_are_masked_and_counted(tmp_path, folder, row, caplog):
+    """TSAV: Aff-Wild2 has out-of-range rows; they are masked (invalid code) and reported, never an abort."""
+    header = HEADERS["abaw3"][folder]
+    good = {"va": "0,0", "expr": "0", "au": ",".join(["0"] * 12)}[folder]
+    path = write_annotation(tmp_path, ABAW3[folder], "Train_Set", "a", header, [good, row, row, good])
+    with caplog.at_level(logging.WARNING, logger="affectsync.labels"):
+        label_set = load_labels(tmp_path)
+    assert label_set.out_of_range == {str(path): {folder: 2}}
+    valid = label_set.tasks[folder].valid(label_set.labels["a"][folder])
+    np.testing.assert_array_equal(valid, [True, False, False, True])
+    assert f"2 {folder} row(s) outside the task's coding, masked" in caplog.text
 
 
 def test_folder_without_a_layout_says_what_was_expected(tmp_path):
@@ -190,8 +204,10 @@ w.mp4,neutral,0,0
 def test_unknown_class_name_names_file_line_value_and_known_names(tmp_path):
     path = write_csv(tmp_path / "labels.csv", "video,expr\na,happy\nb,contempt")
     with pytest.raises(LabelError, match=r"line 3: expr value 'contempt'.*known names: .*happiness") as error:
-        load_labels(path)
+        load_labels(path, strict=True)
     assert str(path) in str(error.value)
+    masked = load_labels(path)  # by default an unknown class is masked and counted like any out-of-range value
+    assert masked.out_of_range == {str(path): {"expr": 1}} and masked.labels["b"]["expr"].tolist() == [-1]
 
 
 def test_csv_errors(tmp_path):

@@ -107,7 +107,7 @@ def test_expr_score_rejects_bad_input():
     with pytest.raises(ValueError):
         expr_score([0, 8], [0, 1], "abaw2022")
     with pytest.raises(ValueError):
-        expr_score([0, 1], [0, 1], "abaw2021")
+        expr_score([0, 1], [0, 1], "abaw2019")
     with pytest.raises(ValueError):
         expr_score([0.2, 0.7], [0, 1], "abaw2020")
 

@@ -109,3 +109,22 @@ def test_keras_pydataset_serves_the_same_windows(cremad):
     model.compile(optimizer="adam", loss={"expr": keras.losses.SparseCategoricalCrossentropy(from_logits=True)})
     history = model.fit(data, epochs=2, verbose=0)
     assert np.isfinite(history.history["loss"]).all() and len(history.history["loss"]) == 2
+
+
+@pytest.mark.slow
+def test_the_abaw3_recipe_trains_on_cremad(cremad, tmp_path):
+    """`make train RECIPE=abaw3` (the Makefile turns RECIPE into --recipe): ABAW3's whole recipe, six folds, one epoch
+    here; config.json names the recipe and the one value replaced."""
+    store, labels = cremad
+    dry = subprocess.run(["make", "-n", "train", "RECIPE=abaw3", f"STORE={store}", f"LABELS={labels}"],
+                         cwd=Path(__file__).resolve().parents[1], capture_output=True, text=True)
+    assert "--recipe abaw3" in dry.stdout, dry.stdout + dry.stderr
+    done = run_cli("--recipe", "abaw3", "--store", store, "--labels", str(labels), "--features", FEATURES,
+                   "--epochs", "1", "--name", "abaw3", "--runs-dir", str(tmp_path / "runs"), "--quiet", cwd=tmp_path)
+    assert done.returncode == 0, done.stderr[-3000:]
+    run_dir = Path(done.stdout.strip().splitlines()[-1])
+    assert sorted(p.name for p in run_dir.glob("fold*")) == [f"fold{k}" for k in range(6)]
+    config = json.loads((run_dir / "fold0" / "config.json").read_text())
+    assert config["recipe"] == "abaw3" and config["overrides"] == {"optim.epochs": 1}
+    assert config["model"]["name"] == "tcn_coattention" and config["optim"]["learning_rate"] == 1e-5
+    assert (config["window"]["length_frames"], config["window"]["hop_frames"]) == (300, 200)

@@ -4,6 +4,7 @@ every task, folds and their predictions, TSAV's label rules, the run directory's
 from __future__ import annotations
 
 import csv
+import dataclasses
 import json
 from pathlib import Path
 
@@ -157,15 +158,26 @@ def test_tsav_rules_drop_inconsistent_frames_and_add_pseudo_valence():
     happy, sad, neutral = (expr_task().columns.index(c) for c in ("Happiness", "Sadness", "Neutral"))
     va = np.array([[-0.5, 0.1], [0.5, 0.1], [0.6, 0.6], [0.4, 0.2], [-5, -5], [-5, -5], [0.3, 0.1]], np.float32)
     expr = np.array([happy, sad, neutral, happy, happy, -1, sad])
-    labels = {"v": {"va": va, "expr": expr}}
-    masks = {"v": {t: tasks[t].valid(labels["v"][t]) for t in tasks}}
-    config = ExperimentConfig(store="", labels="", filter_labels=True, pseudo_labels=True)
-    new_labels, new_masks = tsav_label_rules(config, tasks, labels, masks, ["v"])
+    labels = {"v": {"va": va, "expr": expr}, "w": {"va": va.copy(), "expr": expr.copy()}}
+    masks = {"v": {t: tasks[t].valid(labels["v"][t]) for t in tasks},
+             "w": {t: np.zeros(7, bool) for t in tasks}}  # "w" validates: no training role
+    config = ExperimentConfig(store="", labels="", filter_labels=True, pseudo_labels=("valence",))
+    new_labels, new_masks, pseudo = tsav_label_rules(config, tasks, labels, masks, ["v"])
     # happy with negative valence, sad with positive valence, neutral far from the origin: dropped
     np.testing.assert_array_equal(new_masks["v"]["expr"], [False, False, False, True, True, False, False])
-    assert new_masks["v"]["va"][4] and new_labels["v"]["va"][4, 0] > 0  # pseudo VA for a happy frame: positive
+    assert new_masks["v"]["va"][4] and new_labels["v"]["va"][4, 0] > 0  # pseudo valence for a happy frame: positive
+    assert new_labels["v"]["va"][4, 1] == -5  # arousal is not pseudo-labelled by default (TSAV, Table II)
     assert not new_masks["v"]["va"][5]  # no expression, no pseudo label
     assert labels["v"]["va"][4, 0] == -5  # the caller's labels are not modified
+    assert (new_labels["w"]["va"] == va).all() and not new_masks["w"]["va"].any()  # validation frames never
+    draws = []
+    for epoch in (1, 2, 0):
+        pseudo.draw(epoch)
+        draws.append(float(new_labels["v"]["va"][4, 0]))
+    assert draws[0] != draws[1] and draws[0] > 0 and draws[1] > 0  # drawn again each epoch
+    assert draws[2] == pytest.approx(float(tsav_label_rules(config, tasks, labels, masks, ["v"])[0]["v"]["va"][4, 0]))
+    both = dataclasses.replace(config, pseudo_labels=("valence", "arousal"))
+    assert tsav_label_rules(both, tasks, labels, masks, ["v"])[0]["v"]["va"][4, 1] != -5  # --pseudo-labels va
 
 
 def write_annotation(path: Path, header: str, rows) -> None:

@@ -1,7 +1,9 @@
 """``python -m train``: train over a store (``make train``), list the models, or predict with a run.
 
     python -m train --store S --labels L [--features a,b] [--tasks va,expr] [--model NAME] [--folds N] [--name RUN]
+    python -m train --recipe abaw3 --store S --labels L [any option replacing one of the recipe's values]
     python -m train models
+    python -m train recipes [--json]
     python -m train predict RUN STORE --out DIR
 
 Training prints progress on stderr; the last line on stdout is the run directory.
@@ -11,12 +13,15 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import json
 import logging
 import sys
 from datetime import datetime
 from pathlib import Path
 
+from eval.tasks import PROTOCOLS
 from features_store.cli import ArgumentParser, parse_assignment, run_command
+from features_store.errors import UsageError
 from features_store.common import pick_device
 from train.experiment import Experiment, ExperimentConfig
 from train.loop import OptimConfig
@@ -24,7 +29,7 @@ from train.losses import LossConfig
 from train.models import DEFAULT_MODEL, MODELS, reference_parameter_counts
 from train.models import REFERENCE_MODALITY_DIMS
 from train.predict import predict_store
-from train.windows import WindowConfig
+from train.recipes import RECIPES, LabelRules, Recipe, recipe
 
 
 def _csv(text: str) -> tuple[str, ...]:
@@ -36,6 +41,67 @@ def _pairs(items: list[str], what: str, example: str, as_json: bool = True) -> d
     return dict(parse_assignment(item, what, example, as_json) for item in items)
 
 
+SETTINGS = (
+    # (option, config.json section, field, argparse keywords): every one defaults to "not given" (None), so that a
+    # recipe's value stays unless the user sets it, and config.json can record what was set
+    ("--window", "window", "length_frames", {"type": int, "help": "window length, frames (default: the recipe's or "
+                                             "the model's paper's, see `python -m train models`)"}),
+    ("--hop", "window", "hop_frames", {"type": int, "help": "window hop, frames (also the prediction hop)"}),
+    ("--sampling", "window", "sampling", {"choices": ("sliding", "random"),
+                                          "help": "sliding windows, or random ones each epoch (M3T)"}),
+    ("--windows-per-video", "window", "random_windows_per_video",
+     {"type": int, "help": "random sampling: windows per video per epoch"}),
+    ("--epochs", "optim", "epochs", {"type": int}),
+    ("--batch-size", "optim", "batch_size", {"type": int, "help": "windows per forward pass"}),
+    ("--accumulate-batches", "optim", "accumulate_batches",
+     {"type": int, "help": "batches per optimiser step (effective batch = batch size x this; TSAV: 10)"}),
+    ("--optimizer", "optim", "optimizer", {"choices": ("adam", "adamw", "sgd", "rmsprop")}),
+    ("--lr", "optim", "learning_rate", {"type": float, "help": "learning rate (cyclical: the cycle's top)"}),
+    ("--momentum", "optim", "momentum", {"type": float, "help": "SGD / RMSprop momentum"}),
+    ("--weight-decay", "optim", "weight_decay", {"type": float}),
+    ("--warmup-epochs", "optim", "warmup_epochs", {"type": int}),
+    ("--lr-schedule", "optim", "lr_schedule", {"choices": ("plateau", "cyclical"),
+                                               "help": "ReduceLROnPlateau on the validation objective, or a "
+                                                       "triangular cyclical learning rate (M3T)"}),
+    ("--plateau-patience", "optim", "plateau_patience",
+     {"type": int, "help": "epochs without improvement before the learning rate is cut"}),
+    ("--plateau-factor", "optim", "plateau_factor", {"type": float}),
+    ("--cyclical-base-lr", "optim", "cyclical_base_lr", {"type": float}),
+    ("--cyclical-step-up-epochs", "optim", "cyclical_step_up_epochs", {"type": float}),
+    ("--min-lr", "optim", "min_learning_rate", {"type": float, "help": "training ends when the plateau schedule "
+                                                                       "takes the learning rate below this"}),
+    ("--patience", "optim", "early_stopping_patience",
+     {"type": int, "help": "epochs without improvement before training stops"}),
+    ("--reload-best-each-epoch", "optim", "reload_best_each_epoch",
+     {"action": "store_const", "const": True, "help": "start each epoch from the best state so far (ABAW3)"}),
+    ("--no-mixed-precision", "optim", "mixed_precision",
+     {"action": "store_const", "const": False, "help": "CUDA: train in float32"}),
+    ("--seed", "optim", "seed", {"type": int}),
+    ("--va-loss", "loss", "va_loss", {"choices": ("ccc", "mse")}),
+    ("--expr-loss", "loss", "expr_loss", {"choices": ("ce", "focal")}),
+    ("--lambda-expr", "loss", "lambda_expr",
+     {"type": float, "help": "weight of the EXPR loss: L = 0.5 (L_V + L_A) + lambda_expr L_EXPR + lambda_au L_AU"}),
+    ("--lambda-au", "loss", "lambda_au", {"type": float}),
+    ("--schedule", "loss", "schedule", {"choices": ("joint", "epoch", "batch"), "help": "multi-task updates: all "
+                                        "tasks each step, or alternating per epoch / per batch"}),
+    ("--filter-labels", "labels", "filter_labels",
+     {"action": "store_const", "const": True, "help": "TSAV: drop inconsistent VA/EXPR frames"}),
+    ("--pseudo-labels", "labels", "pseudo_labels",
+     {"nargs": "?", "const": "v", "choices": ("v", "va"), "help": "TSAV: VA pseudo-labels for EXPR-only training "
+                                                                 "frames, drawn each epoch: valence (v, the default) "
+                                                                 "or valence and arousal (va)"}),
+    ("--strict-labels", "labels", "strict_labels",
+     {"action": "store_const", "const": True, "help": "abort on a label outside its task's coding (default: mask "
+                                                      "and count it)"}),
+    ("--protocol", "labels", "protocol", {"choices": PROTOCOLS, "help": "scoring protocol (default: the labels' "
+                                                                        "layout's; CSV: abaw2022)"}),
+    ("--no-cross-task-rule", "labels", "cross_task_rule",
+     {"action": "store_const", "const": False, "help": "let a video that validates one task train another in the "
+                                                       "same fold (seed 001 forbids it; so do we by default)"}),
+)
+PSEUDO_COMPONENTS = {"v": ("valence",), "va": ("valence", "arousal")}
+
+
 def train_parser() -> argparse.ArgumentParser:
     p = ArgumentParser(prog="python -m train", description="Train a sequence model on a feature store.")
     p.add_argument("--store", required=True, help="feature store (path or URL)")
@@ -44,71 +110,81 @@ def train_parser() -> argparse.ArgumentParser:
     p.add_argument("--tasks", type=_csv, default=None, help="restrict to these of va,expr,au")
     p.add_argument("--label-column", action="append", default=[], metavar="TASKCOL=CSVCOL",
                    help="generic CSV: which column holds a task column, e.g. expr=intended_emotion")
-    p.add_argument("--model", default=DEFAULT_MODEL, choices=list(MODELS))
+    p.add_argument("--recipe", choices=list(RECIPES), help="a paper's whole training recipe (`python -m train "
+                   "recipes` lists them); any option below replaces one of its values")
+    p.add_argument("--model", choices=list(MODELS), help=f"the model (default: the recipe's, else {DEFAULT_MODEL})")
     p.add_argument("--set", action="append", default=[], metavar="FIELD=VALUE", help="model config override")
-    p.add_argument("--folds", type=int, default=1, help="1: the official split; 6: ABAW3's 6-fold CV")
+    p.add_argument("--folds", type=int, help="1: the official split; 6: ABAW3's 6-fold CV (default: the recipe's)")
     p.add_argument("--name", default=None, help="run name (default: model, features and time)")
     p.add_argument("--runs-dir", default="runs")
-    p.add_argument("--window", type=int, dest="length_frames", help="window length, frames (default: the model's "
-                   "paper's, see `python -m train models`)")
-    p.add_argument("--hop", type=int, dest="hop_frames", help="window hop, frames (also the prediction hop)")
-    p.add_argument("--sampling", choices=("sliding", "random"),
-                   help="sliding windows, or random ones each epoch (M3T)")
-    p.add_argument("--windows-per-video", type=int, dest="random_windows_per_video",
-                   help="random sampling: windows per video per epoch")
-    p.add_argument("--epochs", type=int, default=OptimConfig.epochs)
-    p.add_argument("--batch-size", type=int, default=OptimConfig.batch_size)
-    p.add_argument("--optimizer", choices=("adam", "adamw"), default=OptimConfig.optimizer)
-    p.add_argument("--lr", type=float, default=OptimConfig.learning_rate)
-    p.add_argument("--weight-decay", type=float, default=OptimConfig.weight_decay)
-    p.add_argument("--warmup-epochs", type=int, default=OptimConfig.warmup_epochs)
-    p.add_argument("--plateau-patience", type=int, default=OptimConfig.plateau_patience,
-                   help="epochs without improvement before the learning rate is cut")
-    p.add_argument("--plateau-factor", type=float, default=OptimConfig.plateau_factor)
-    p.add_argument("--patience", type=int, default=OptimConfig.early_stopping_patience,
-                   help="epochs without improvement before training stops")
-    p.add_argument("--no-mixed-precision", action="store_true", help="CUDA: train in float32")
-    p.add_argument("--seed", type=int, default=OptimConfig.seed)
-    p.add_argument("--expr-loss", choices=("ce", "focal"), default=LossConfig.expr_loss)
-    p.add_argument("--lambda-expr", type=float, default=LossConfig.lambda_expr,
-                   help="weight of the EXPR loss: L = 0.5 (L_V + L_A) + lambda_expr L_EXPR + lambda_au L_AU")
-    p.add_argument("--lambda-au", type=float, default=LossConfig.lambda_au)
-    p.add_argument("--schedule", choices=("joint", "epoch", "batch"), default=LossConfig.schedule,
-                   help="multi-task updates: all tasks each step, or alternating per epoch / per batch")
-    p.add_argument("--filter-labels", action="store_true", help="TSAV: drop inconsistent VA/EXPR frames")
-    p.add_argument("--pseudo-labels", action="store_true", help="TSAV: VA pseudo-labels for EXPR-only frames")
+    for option, section, field_name, keywords in SETTINGS:
+        p.add_argument(option, dest=f"{section}.{field_name}", default=None, **keywords)
     p.add_argument("--device", default="auto")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
     return p
 
 
-def model_windows(args: argparse.Namespace) -> WindowConfig:
-    """The model's own windows with any of --window/--hop/--sampling/--windows-per-video applied."""
-    given = {name: getattr(args, name) for name in ("length_frames", "hop_frames", "sampling",
-                                                    "random_windows_per_video") if getattr(args, name) is not None}
-    return dataclasses.replace(MODELS[args.model].windows, **given)
+def experiment_config(args: argparse.Namespace) -> ExperimentConfig:
+    """The run's config: the recipe's sections (or the defaults), then every option given (recorded as overrides)."""
+    chosen = recipe(args.recipe) if args.recipe else None
+    model = args.model or (chosen.model if chosen else DEFAULT_MODEL)
+    given = {dest: value for dest in (f"{section}.{name}" for _, section, name, _ in SETTINGS)
+             if (value := getattr(args, dest)) is not None}
+    if "labels.pseudo_labels" in given:
+        given["labels.pseudo_labels"] = PSEUDO_COMPONENTS[given["labels.pseudo_labels"]]
+    base = chosen or Recipe("defaults", "affectsync's defaults", model)
+    sections = {name: base.section(name, default) for name, default in (
+        ("window", MODELS[model].windows), ("optim", OptimConfig()), ("loss", LossConfig()), ("labels", LabelRules()))}
+    for dest, value in given.items():
+        section, name = dest.split(".")
+        try:
+            sections[section] = dataclasses.replace(sections[section], **{name: value})
+        except ValueError as exc:
+            raise UsageError(str(exc)) from None
+    labels = sections["labels"]
+    overrides = {**given, **({"model": args.model} if args.model else {}),
+                 **({"folds": args.folds} if args.folds is not None else {}),
+                 **({"tasks": list(args.tasks)} if args.tasks else {})}
+    return ExperimentConfig(
+        store=args.store, labels=args.labels, features=args.features,
+        tasks=args.tasks,
+        label_columns=_pairs(args.label_column, "TASKCOL=CSVCOL", "expr=intended_emotion", as_json=False),
+        model=model, model_overrides=_pairs(args.set, "FIELD=VALUE", "gru_hidden=128"),
+        folds=args.folds if args.folds is not None else (chosen.folds[0] if chosen else 1),
+        window=sections["window"], optim=sections["optim"], loss=sections["loss"],
+        filter_labels=labels.filter_labels, pseudo_labels=labels.pseudo_labels, strict_labels=labels.strict_labels,
+        protocol=labels.protocol, cross_task_rule=labels.cross_task_rule, recipe=args.recipe,
+        overrides={key: list(value) if isinstance(value, tuple) else value for key, value in overrides.items()},
+        device=args.device)
 
 
 def run_training(argv: list[str]) -> int:
     args = train_parser().parse_args(argv)
+    config = experiment_config(args)
     features = "+".join(args.features) if args.features else "all"
-    name = args.name or f"{args.model}_{features}_{datetime.now().strftime('%Y%m%d-%H%M%S')}"
-    config = ExperimentConfig(
-        store=args.store, labels=args.labels, features=args.features, tasks=args.tasks,
-        label_columns=_pairs(args.label_column, "TASKCOL=CSVCOL", "expr=intended_emotion", as_json=False),
-        model=args.model, model_overrides=_pairs(args.set, "FIELD=VALUE", "gru_hidden=128"),
-        folds=args.folds,
-        window=model_windows(args),
-        optim=OptimConfig(epochs=args.epochs, batch_size=args.batch_size, optimizer=args.optimizer,
-                          learning_rate=args.lr, weight_decay=args.weight_decay,
-                          warmup_epochs=args.warmup_epochs, plateau_patience=args.plateau_patience,
-                          plateau_factor=args.plateau_factor, early_stopping_patience=args.patience,
-                          seed=args.seed, mixed_precision=not args.no_mixed_precision),
-        loss=LossConfig(expr_loss=args.expr_loss, schedule=args.schedule, lambda_expr=args.lambda_expr,
-                        lambda_au=args.lambda_au),
-        filter_labels=args.filter_labels, pseudo_labels=args.pseudo_labels, device=args.device)
+    name = args.name or f"{args.recipe or config.model}_{features}_{datetime.now().strftime('%Y%m%d-%H%M%S')}"
     run_dir = Experiment(config, Path(args.runs_dir) / name, progress=not args.quiet).run()
     print(run_dir)
+    return 0
+
+
+def list_recipes(argv: list[str]) -> int:
+    """``python -m train recipes [--json]``: every recipe's values and where each comes from."""
+    p = ArgumentParser(prog="python -m train recipes", description="The papers' training recipes (RECIPE=name).")
+    p.add_argument("--json", action="store_true", help="{recipe: {model, window, optim, loss, labels, folds, "
+                                                       "tasks, sources}} as JSON")
+    args = p.parse_args(argv)
+    listing = {name: entry.listing() for name, entry in RECIPES.items()}
+    if args.json:
+        print(json.dumps(listing, indent=2))
+        return 0
+    for name, entry in listing.items():
+        print(f"{name}: {entry['paper']}; model {entry['model']}, {entry['folds']} fold(s), tasks "
+              f"{','.join(entry['tasks'] or ['all'])}")
+        for section in ("window", "optim", "loss", "labels"):
+            for key, value in entry[section].items():
+                dotted = f"{section}.{key}"
+                print(f"  {dotted:<34} {str(value):<18} {entry['sources'][dotted]}")
     return 0
 
 
@@ -152,6 +228,8 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s", stream=sys.stderr)
     if argv[:1] == ["models"]:
         return list_models()
+    if argv[:1] == ["recipes"]:
+        return run_command("train recipes", list_recipes, argv[1:])
     if argv[:1] == ["predict"]:
         return run_command("train predict", run_predict, argv[1:])
     return run_command("train", run_training, argv)

@@ -29,13 +29,13 @@ from features_store import FeatureStore
 from features_store.common import now_utc, pick_device
 from features_store.errors import AffectsyncError
 from train.features import StoreFeatures, Standardiser
-from train.folds import Fold, make_folds
+from train.folds import Fold, make_folds, without_cross_task_training
 from train.loop import FoldData, OptimConfig, TrainResult, fit, seed_everything
 from train.losses import LossConfig, au_pos_weight
 from train.models import DEFAULT_MODEL, build_model, count_parameters, model_config_dict
 from train.plots import training_curve
 from train.predict import write_prediction_csvs
-from train.pseudo_labels import filter_inconsistent, fit_va_histograms, pseudo_va
+from train.pseudo_labels import EpochPseudoLabels, filter_inconsistent, fit_va_histograms
 from train.windows import WindowConfig
 
 LOG = logging.getLogger("affectsync.train")
@@ -61,7 +61,14 @@ class ExperimentConfig:
     optim: OptimConfig = OptimConfig()
     loss: LossConfig = LossConfig()
     filter_labels: bool = False
-    pseudo_labels: bool = False
+    pseudo_labels: tuple[str, ...] = ()
+    """TSAV's VA pseudo-labels: the components filled (``("valence",)``, TSAV's choice; ``()``: none)."""
+    strict_labels: bool = False
+    protocol: str | None = None
+    cross_task_rule: bool = True
+    recipe: str | None = None
+    overrides: Mapping[str, Any] = field(default_factory=dict)
+    """The settings given besides the recipe's (recorded in config.json)."""
     device: str = "auto"
 
 
@@ -90,10 +97,13 @@ def label_masks(fold: Fold, tasks: Mapping[str, TaskSpec], labels: Mapping[str, 
 
 
 def tsav_label_rules(config: ExperimentConfig, tasks: Mapping[str, TaskSpec], labels: dict, masks: dict,
-                     train_ids: Sequence[str]) -> tuple[dict, dict]:
-    """TSAV (seed 004): drop inconsistent VA/EXPR frames and give EXPR-only frames VA pseudo-labels (training only)."""
+                     train_ids: Sequence[str]) -> tuple[dict, dict, EpochPseudoLabels | None]:
+    """TSAV (seed 004): the labels and masks a fold learns from, with inconsistent VA/EXPR frames dropped
+    (``filter_labels``) and VA pseudo-labels for EXPR-only training frames (``pseudo_labels``: the components filled,
+    valence by default), which :class:`~train.pseudo_labels.EpochPseudoLabels` draws again each epoch. The labels and
+    masks given (those scores use) are not modified."""
     if not ({"va", "expr"} <= tasks.keys() and (config.filter_labels or config.pseudo_labels)):
-        return labels, masks
+        return labels, masks, None
     labels = {vid: dict(by_task) for vid, by_task in labels.items()}
     masks = {vid: dict(by_task) for vid, by_task in masks.items()}
     classes = tasks["expr"].columns
@@ -102,23 +112,26 @@ def tsav_label_rules(config: ExperimentConfig, tasks: Mapping[str, TaskSpec], la
             keep = filter_inconsistent(labels[vid]["va"], labels[vid]["expr"], classes)
             for task in ("va", "expr"):
                 masks[vid][task] = masks[vid][task] & keep
-    if config.pseudo_labels:
-        both = [(labels[v]["va"][masks[v]["va"] & masks[v]["expr"]], labels[v]["expr"][masks[v]["va"] & masks[v]["expr"]])
-                for v in train_ids]
-        rng = np.random.default_rng(config.optim.seed)
-        if not sum(len(va) for va, _ in both):
-            LOG.warning("pseudo-labels: no training frame has both VA and EXPR labels; no VA pseudo-labels made")
-            return labels, masks
-        histograms = fit_va_histograms(np.concatenate([va for va, _ in both]),
-                                       np.concatenate([expr for _, expr in both]), len(classes))
-        for vid in train_ids:
-            expr_only = masks[vid]["expr"] & ~tasks["va"].valid(labels[vid]["va"])
-            if expr_only.any():
-                va = labels[vid]["va"].copy()
-                va[expr_only] = pseudo_va(labels[vid]["expr"][expr_only], histograms, rng=rng)
-                labels[vid]["va"] = va
-                masks[vid]["va"] = masks[vid]["va"] | (expr_only & tasks["va"].valid(va))
-    return labels, masks
+    if not config.pseudo_labels:
+        return labels, masks, None
+    both = [(labels[v]["va"][masks[v]["va"] & masks[v]["expr"]], labels[v]["expr"][masks[v]["va"] & masks[v]["expr"]])
+            for v in train_ids]
+    if not sum(len(va) for va, _ in both):
+        LOG.warning("pseudo-labels: no training frame has both VA and EXPR labels; no VA pseudo-labels made")
+        return labels, masks, None
+    histograms = fit_va_histograms(np.concatenate([va for va, _ in both]),
+                                   np.concatenate([expr for _, expr in both]), len(classes))
+    frames = {}
+    for vid in train_ids:
+        expr_only = masks[vid]["expr"] & ~tasks["va"].valid(labels[vid]["va"])
+        if expr_only.any():
+            frames[vid] = expr_only
+            labels[vid]["va"] = labels[vid]["va"].copy()
+            masks[vid]["va"] = masks[vid]["va"] | expr_only
+    pseudo = EpochPseudoLabels(labels, frames, histograms, config.pseudo_labels, config.optim.seed)
+    LOG.info("pseudo-labels (%s) for %d expression-only training frames, drawn again each epoch",
+             "+".join(config.pseudo_labels), sum(int(f.sum()) for f in frames.values()))
+    return labels, masks, pseudo
 
 
 class Experiment:
@@ -131,7 +144,10 @@ class Experiment:
         self.progress = progress
         self.device = pick_device(config.device)
         self.store = FeatureStore(config.store)
-        self.label_set: LabelSet = load_labels(config.labels, config.tasks, config.label_columns or None)
+        self.label_set: LabelSet = load_labels(config.labels, config.tasks, config.label_columns or None,
+                                               protocol=config.protocol, strict=config.strict_labels)
+        self.label_report = {source: dict(counts) for source, counts in self.label_set.out_of_range.items()}
+        """File -> task -> rows whose labels lay outside the task's coding and were masked."""
         complete = self.store.complete_n_frames()
         self.labels, self.label_messages = fit_to_frames(self.label_set, complete)
         if not self.labels:
@@ -144,6 +160,15 @@ class Experiment:
         labelled = {task: [vid for vid in self.video_ids if spec.valid(self.labels[vid][task]).any()]
                     for task, spec in self.tasks.items()}
         self.folds = make_folds(labelled, self.label_set.splits, config.folds)
+        self.cross_task_dropped: dict[int, dict[str, list[str]]] = {}
+        if config.cross_task_rule:  # seed 001: a video validating any task trains none in that fold
+            for k, fold in enumerate(self.folds):
+                self.folds[k], dropped = without_cross_task_training(fold)
+                if dropped:
+                    self.cross_task_dropped[fold.index] = dropped
+                    LOG.info("fold %d: %d video(s) validate a task, so they train no task there: %s", fold.index,
+                             len({v for videos in dropped.values() for v in videos}),
+                             "; ".join(f"{task}: {', '.join(videos)}" for task, videos in dropped.items()))
         try:  # a wrong --set field or model name fails now, not after the data is loaded into a fold
             build_model(config.model, self.features.modality_dims, list(self.tasks.values()),
                         **dict(config.model_overrides))
@@ -163,7 +188,8 @@ class Experiment:
         summaries = [self.train_fold(fold) for fold in self.folds]
         if len(self.folds) > 1:
             summary = {"folds": [{"fold": f.index, **s} for f, s in zip(self.folds, summaries)],
-                       "final": {role: mean_scores([s[role] for s in summaries]) for role in ("train", "val")}}
+                       "final": {role: mean_scores([s[role] for s in summaries]) for role in ("train", "val")},
+                       "label_report": self.label_report}
             (self.run_dir / "metrics.json").write_text(json.dumps(summary, indent=2))
         return self.run_dir
 
@@ -176,12 +202,14 @@ class Experiment:
         standardiser = self.features.fit_standardiser(train_ids)  # every video with a training role, any task
         train_masks = label_masks(fold, self.tasks, self.labels, "train")
         val_masks = label_masks(fold, self.tasks, self.labels, "val")  # as loaded: pseudo-labels never score
-        labels, train_masks = tsav_label_rules(self.config, self.tasks, self.labels, train_masks, train_ids)
+        learn_labels, learn_masks, pseudo = tsav_label_rules(self.config, self.tasks, self.labels, train_masks,
+                                                             train_ids)
         pos_weight = None
         if "au" in self.tasks:
             rows = np.concatenate([self.labels[v]["au"][train_masks[v]["au"]] for v in train_ids])
             pos_weight = au_pos_weight(rows).astype(np.float32)
-        data = FoldData(self.features, self.tasks, labels, train_masks, val_masks, train_ids, val_ids, pos_weight)
+        data = FoldData(self.features, self.tasks, self.labels, train_masks, val_masks, train_ids, val_ids, pos_weight,
+                        learn_labels, learn_masks, pseudo)
         seed_everything(self.config.optim.seed + fold.index)  # the initial weights too are reproducible
         model = build_model(self.config.model, self.features.modality_dims, list(self.tasks.values()),
                             **dict(self.config.model_overrides))
@@ -213,15 +241,22 @@ class Experiment:
             "optim": dataclasses.asdict(self.config.optim),
             "loss": dataclasses.asdict(self.config.loss),
             "filter_labels": self.config.filter_labels,
-            "pseudo_labels": self.config.pseudo_labels,
+            "pseudo_labels": list(self.config.pseudo_labels),
+            "strict_labels": self.config.strict_labels,
+            "protocol": self.config.protocol,
+            "cross_task_rule": self.config.cross_task_rule,
+            "recipe": self.config.recipe,
+            "overrides": dict(self.config.overrides),
+            "label_report": self.label_report,
             "fold": {"index": fold.index, "of": len(self.folds), "train": train_ids, "val": val_ids,
-                     "roles": {task: dict(by_video) for task, by_video in fold.roles.items()}},
+                     "roles": {task: dict(by_video) for task, by_video in fold.roles.items()},
+                     "cross_task_dropped": self.cross_task_dropped.get(fold.index, {})},
             "label_messages": self.label_messages,
             "device": str(self.device),
         }
         (out / "config.json").write_text(json.dumps(config, indent=2))
         metrics = {"epochs": result.epochs, "final": result.final, "best_epoch": result.best_epoch,
-                   "selected_on": result.selected_on}
+                   "selected_on": result.selected_on, "label_report": self.label_report}
         (out / "metrics.json").write_text(json.dumps(metrics, indent=2))
         training_curve(result.epochs, result.best_epoch, out / "training_curve.png",
                        f"{self.config.model} on {'+'.join(self.features.features)} (fold {fold.index})")

@@ -1,10 +1,11 @@
 """Cross-validation folds by video (ABAW3, seed 003 sec. 3: the official split is fold 0, and the training set is split
 evenly into 5 more folds, with no subject in two folds).
 
-A fold gives each (task, video) a role, ``train`` or ``val``, so a video can train one task and validate another, as
-Aff-Wild2's per-task splits do. ``<video>_left`` and ``<video>_right`` are one subject group and never split apart.
-Without an official split, fold 0 is one of the evenly sized groups, chosen by a hash of the video ids (stable across
-machines and runs).
+A fold gives each (task, video) a role, ``train`` or ``val``. Aff-Wild2's per-task splits let a video train one task
+and validate another; through the shared trunk that leaks the validation video into training, so by default a video
+that validates any task in a fold trains no task in it (seed 001's rule: :func:`without_cross_task_training`).
+``<video>_left`` and ``<video>_right`` are one subject group and never split apart. Without an official split, fold 0
+is one of the evenly sized groups, chosen by a hash of the video ids (stable across machines and runs).
 """
 
 from __future__ import annotations
@@ -98,3 +99,14 @@ def make_folds(labelled: Mapping[str, Sequence[str]], official: Mapping[str, Map
                  for task, by_video in base.items()}
         folds.append(Fold(index, roles))
     return folds
+
+
+def without_cross_task_training(fold: Fold) -> tuple[Fold, dict[str, list[str]]]:
+    """``fold`` where a video that validates any task trains none (seed 001: no video in both roles, the trunk being
+    shared by the tasks), and task -> the videos whose training role was dropped."""
+    validating = set(fold.videos("val"))
+    dropped = {task: sorted(vid for vid, role in by_video.items() if role == "train" and vid in validating)
+               for task, by_video in fold.roles.items()}
+    roles = {task: {vid: role for vid, role in by_video.items() if not (role == "train" and vid in validating)}
+             for task, by_video in fold.roles.items()}
+    return Fold(fold.index, roles), {task: videos for task, videos in dropped.items() if videos}

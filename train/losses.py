@@ -98,17 +98,31 @@ def ccc_loss(pred: torch.Tensor, gold: torch.Tensor, mask: torch.Tensor) -> torc
     return (1.0 - concordance)[usable].mean()
 
 
+def mse_loss(pred: torch.Tensor, gold: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """Scalar mean squared error of (B, L) predictions against (B, L) gold over the (B, L) bool ``mask``'s frames
+    (seed 002: MSE with tanh outputs); 0, still backpropagating, when no frame is valid."""
+    count = mask.sum()
+    if not bool(count):
+        return _zero_like_graph(pred)
+    return _masked((pred - gold) ** 2, mask).sum() / count
+
+
+VA_LOSSES = {"ccc": ccc_loss, "mse": mse_loss}
+
+
 def va_loss(
-    pred: torch.Tensor, gold: torch.Tensor, mask: torch.Tensor
+    pred: torch.Tensor, gold: torch.Tensor, mask: torch.Tensor, kind: str = "ccc"
 ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
     """``(0.5 (L_V + L_A), {"valence": L_V, "arousal": L_A})`` for (B, L, 2) predictions and gold in [-1, 1].
 
     ``mask`` is (B, L), or (B, L, 2) to mask valence and arousal separately (e.g. TSAV's valence-only pseudo-labels,
     :func:`train.pseudo_labels.pseudo_va`). A dimension whose gold is the invalid code -5 is masked out. Each part is
-    :func:`ccc_loss`; all three are scalar tensors carrying gradients.
+    :func:`ccc_loss` (``kind="ccc"``) or :func:`mse_loss` (``"mse"``, seed 002); all three are scalar tensors
+    carrying gradients.
     """
     mask = valid_frames("va", gold, mask)
-    parts = {name: ccc_loss(pred[..., i], gold[..., i], mask[..., i]) for i, name in enumerate(("valence", "arousal"))}
+    loss = VA_LOSSES[kind]
+    parts = {name: loss(pred[..., i], gold[..., i], mask[..., i]) for i, name in enumerate(("valence", "arousal"))}
     return 0.5 * (parts["valence"] + parts["arousal"]), parts
 
 
@@ -191,12 +205,14 @@ def au_pos_weight(au_labels: np.ndarray) -> np.ndarray:
 class LossConfig:
     """How :class:`MultiTaskLoss` combines the tasks.
 
+    ``va_loss``: ``"ccc"`` (1 - CCC, seeds 000, 003, 004) or ``"mse"`` (seed 002).
     ``expr_loss``: ``"ce"`` (seed 000) or ``"focal"`` (seed 001) with exponent ``focal_gamma`` (Lin et al.'s default 2).
     ``lambda_expr``: weight of L_EXPR, 0.5 as in M3T (seed 000, Eq. 4). ``lambda_au``: weight of L_AU.
     ``expr_class_weights``: optional per-class ``alpha_t`` of the expression loss. ``schedule``: which tasks a step
     updates, see :class:`TaskSchedule`.
     """
 
+    va_loss: Literal["ccc", "mse"] = "ccc"
     expr_loss: ExprLossKind = "ce"
     focal_gamma: float = 2.0
     lambda_expr: float = 0.5
@@ -205,6 +221,8 @@ class LossConfig:
     schedule: ScheduleMode = "joint"
 
     def __post_init__(self) -> None:
+        if self.va_loss not in VA_LOSSES:
+            raise ValueError(f"va_loss must be one of {tuple(VA_LOSSES)}, got {self.va_loss!r}")
         if self.expr_loss not in ("ce", "focal"):
             raise ValueError(f"expr_loss must be 'ce' or 'focal', got {self.expr_loss!r}")
         if self.schedule not in SCHEDULE_MODES:
@@ -237,7 +255,7 @@ class MultiTaskLoss:
     ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         """(weighted loss, unweighted parts) of one task that has valid frames."""
         if spec.name == "va":
-            loss, parts = va_loss(output, label, mask)
+            loss, parts = va_loss(output, label, mask, self.config.va_loss)
             return loss, {**parts, "va": loss}
         if spec.name == "expr":
             loss = expr_loss(output, label, mask, kind=self.config.expr_loss, gamma=self.config.focal_gamma,

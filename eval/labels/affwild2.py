@@ -1,7 +1,11 @@
-"""Aff-Wild2 annotation folders, in either layout (:data:`AFFWILD2_LAYOUTS`; see :mod:`eval.labels`)."""
+"""Aff-Wild2 annotation folders, in either layout (:data:`AFFWILD2_LAYOUTS`; see :mod:`eval.labels`).
+
+The ``VA_Set``/``EXPR_Set``/``AU_Set`` folders served ABAW 2020 (8 AUs) and ABAW 2021 (12 AUs, seed 001): the header
+of the AU files tells them apart (protocols ``abaw2020`` and ``abaw2021``)."""
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -9,7 +13,7 @@ from pathlib import Path
 import numpy as np
 
 from eval.labels.label_set import TASK_SPECS, LabelError, LabelSet, checked, select_tasks
-from eval.tasks import TASK_ORDER, Protocol, TaskSpec
+from eval.tasks import AUS_ABAW3, TASK_ORDER, Protocol, TaskSpec
 
 
 @dataclass(frozen=True)
@@ -34,7 +38,10 @@ AFFWILD2_LAYOUTS = (
                    {"Train_Set": "train", "Training_Set": "train", "Validation_Set": "val"}),
 )
 
-def load_affwild2(root: Path, tasks: Sequence[str] | None) -> LabelSet:
+def load_affwild2(root: Path, tasks: Sequence[str] | None, protocol: Protocol | None = None,
+                  strict: bool = False) -> LabelSet:
+    """The labels of an Aff-Wild2 folder, scored under ``protocol`` (None: the layout's); out-of-range values masked
+    and counted, or with ``strict`` a LabelError."""
     found = [(layout, [task for task in TASK_ORDER if (root / layout.task_folders[task]).is_dir()])
              for layout in AFFWILD2_LAYOUTS]
     found = [(layout, available) for layout, available in found if available]
@@ -48,9 +55,11 @@ def load_affwild2(root: Path, tasks: Sequence[str] | None) -> LabelSet:
             (root / split).is_dir() for layout in AFFWILD2_LAYOUTS for split in layout.split_folders) else ""
         raise LabelError(f"{root}: no Aff-Wild2 challenge folders; expected {expected}{hint}")
     layout, available = found[0]
+    layout = _with_au_count(root, layout)
     label_set = LabelSet(tasks={}, labels={}, splits={}, source=str(root), layout_name=layout.name)
+    out_of_range = None if strict else label_set.out_of_range
     for task in select_tasks(available, tasks, root):
-        spec = label_set.tasks[task] = layout.spec(task)
+        spec = label_set.tasks[task] = TASK_SPECS[task](protocol or layout.protocol)
         task_splits = label_set.splits[task] = {}
         folder = root / layout.task_folders[task]
         for name, split in layout.split_folders.items():
@@ -58,7 +67,7 @@ def load_affwild2(root: Path, tasks: Sequence[str] | None) -> LabelSet:
                 if file.stem in task_splits:
                     raise LabelError(f"{file}: video {file.stem} is also labelled in the {task_splits[file.stem]} "
                                      f"split of {folder.name}")
-                label_set.labels.setdefault(file.stem, {})[task] = _read_annotation(file, spec)
+                label_set.labels.setdefault(file.stem, {})[task] = _read_annotation(file, spec, out_of_range)
                 task_splits[file.stem] = split
         if not task_splits:
             raise LabelError(f"{folder}: no <video>.txt annotation files in "
@@ -66,7 +75,20 @@ def load_affwild2(root: Path, tasks: Sequence[str] | None) -> LabelSet:
     return label_set
 
 
-def _read_annotation(path: Path, spec: TaskSpec) -> np.ndarray:
+def _with_au_count(root: Path, layout: AffWild2Layout) -> AffWild2Layout:
+    """The ABAW 2020 folder layout as ABAW 2021 used it when its AU files name the 12 AUs of ABAW 2021."""
+    folder = root / layout.task_folders["au"]
+    if layout.protocol != "abaw2020" or not folder.is_dir():
+        return layout
+    first = next((file for split in layout.split_folders for file in sorted((folder / split).glob("*.txt"))), None)
+    header = first.read_text(encoding="utf-8-sig").split("\n", 1)[0] if first else ""
+    names = [name.strip().casefold() for name in header.split(",")]
+    if names == [name.casefold() for name in AUS_ABAW3]:
+        return dataclasses.replace(layout, name="abaw2021", protocol="abaw2021")
+    return layout
+
+
+def _read_annotation(path: Path, spec: TaskSpec, out_of_range: dict[str, dict[str, int]] | None) -> np.ndarray:
     """One Aff-Wild2 annotation file: header line, then line k + 2 holds frame k's label."""
     lines = path.read_text(encoding="utf-8-sig").splitlines()
     header = [name.strip() for name in lines[0].split(",")] if lines else []
@@ -88,7 +110,8 @@ def _read_annotation(path: Path, spec: TaskSpec) -> np.ndarray:
         index = next(index for index, row in enumerate(rows) if not _all_numbers(row))
         raise LabelError(f"{path}: line {index + 2} (frame {index}) holds {rows[index].strip()}, "
                          "which are not all numbers") from None
-    return checked(path, spec, values, lambda bad, _: f"line {bad + 2} (frame {bad}) holds {rows[bad].strip()}")
+    return checked(path, spec, values, lambda bad, _: f"line {bad + 2} (frame {bad}) holds {rows[bad].strip()}",
+                   out_of_range)
 
 
 def _all_numbers(row: str) -> bool:

@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 
 from eval.labels.label_set import SPLITS, TASK_SPECS, LabelError, LabelSet, checked, select_tasks
-from eval.tasks import AU_INVALID, EXPR_CLASSES_ABAW3, EXPR_INVALID, VA_INVALID, TaskSpec
+from eval.tasks import AU_INVALID, EXPR_CLASSES_ABAW3, EXPR_INVALID, VA_INVALID, Protocol, TaskSpec
 
 EXPR_ALIASES = {"angry": "Anger", "happy": "Happiness", "sad": "Sadness", "surprised": "Surprise",
                 "fearful": "Fear", "disgusted": "Disgust"}
@@ -22,7 +22,10 @@ _SPLIT_NAMES = {"train": "train", "training": "train", "val": "val", "valid": "v
 
 
 
-def load_csv(path: Path, tasks: Sequence[str] | None, column_map: dict[str, str]) -> LabelSet:
+def load_csv(path: Path, tasks: Sequence[str] | None, column_map: dict[str, str], protocol: Protocol = "abaw2022",
+             strict: bool = False) -> LabelSet:
+    """A generic label CSV (see :mod:`eval.labels`), its tasks scored under ``protocol``; out-of-range values masked
+    and counted (an unknown expression name too), or with ``strict`` a LabelError."""
     with path.open(newline="", encoding="utf-8-sig") as stream:
         reader = csv.reader(stream)
         header = [name.strip() for name in next(reader, [])]
@@ -31,8 +34,8 @@ def load_csv(path: Path, tasks: Sequence[str] | None, column_map: dict[str, str]
             raise LabelError(f"{path}: no video or file column (columns: {', '.join(header)})")
         task_columns = _csv_task_columns(path, columns)
         selected = select_tasks(list(task_columns), tasks, path)
-        specs = {task: (TaskSpec("au", tuple(task_columns["au"]), "abaw2022") if task == "au"
-                        else TASK_SPECS[task]("abaw2022")) for task in selected}
+        specs = {task: (TaskSpec("au", tuple(task_columns["au"]), protocol) if task == "au"
+                        else TASK_SPECS[task](protocol)) for task in selected}
         # video id -> list of (line, frame or None, task -> row values)
         rows: dict[str, list[tuple[int, int | None, dict[str, list]]]] = {}
         video_split: dict[str, str] = {}
@@ -49,20 +52,22 @@ def load_csv(path: Path, tasks: Sequence[str] | None, column_map: dict[str, str]
             frame = _csv_frame(path, line, cells["frame"]) if "frame" in cells else None
             if "split" in cells:
                 _record_split(path, line, video, cells["split"], video_split)
-            values = {task: [_parse_cell(specs[task], cells[name], path, line, name)
+            values = {task: [_parse_cell(specs[task], cells[name], path, line, name, strict)
                              for name in task_columns[task]] for task in selected}
             rows.setdefault(video, []).append((line, frame, values))
     label_set = LabelSet(tasks=specs, labels={}, splits={task: dict(video_split) for task in specs},
                          source=str(path), layout_name="csv")
+    out_of_range = None if strict else label_set.out_of_range
     for video, video_rows in rows.items():
         if "frame" in columns:
-            label_set.labels[video] = _per_frame_arrays(path, video, video_rows, specs)
+            label_set.labels[video] = _per_frame_arrays(path, video, video_rows, specs, out_of_range)
         else:
             if len(video_rows) > 1:
                 raise LabelError(f"{path}: video {video} is on lines {video_rows[0][0]} and {video_rows[1][0]}; a "
                                  "CSV without a frame column holds one row per video")
             line, _, values = video_rows[0]
-            label_set.labels[video] = {task: checked(path, spec, [values[task]], _csv_where([line], spec))
+            label_set.labels[video] = {task: checked(path, spec, [values[task]], _csv_where([line], spec),
+                                                     out_of_range)
                                        for task, spec in specs.items()}
             label_set.per_clip.add(video)
     return label_set
@@ -127,8 +132,9 @@ def _record_split(path: Path, line: int, video: str, text: str, video_split: dic
         raise LabelError(f"{path}: line {line}: video {video} is in split {split} here, {video_split[video]} above")
 
 
-def _parse_cell(spec: TaskSpec, text: str, path: Path, line: int, column: str) -> float | int:
-    """One CSV cell as a number in the task's coding; an empty cell is the invalid code."""
+def _parse_cell(spec: TaskSpec, text: str, path: Path, line: int, column: str, strict: bool) -> float | int:
+    """One CSV cell as a number in the task's coding; an empty cell is the invalid code; an unknown expression name
+    is NaN (masked and counted later) unless ``strict``."""
     if not text:
         return {"va": VA_INVALID, "expr": EXPR_INVALID, "au": AU_INVALID}[spec.name]
     try:
@@ -136,6 +142,8 @@ def _parse_cell(spec: TaskSpec, text: str, path: Path, line: int, column: str) -
     except ValueError:
         if spec.name == "expr" and text.casefold() in _EXPR_NAMES:
             return _EXPR_NAMES[text.casefold()]
+        if spec.name == "expr" and not strict:
+            return float("nan")
     known = (f"; known names: {', '.join(sorted(_EXPR_NAMES))}" if spec.name == "expr" else "")
     raise LabelError(f"{path}: line {line}: {column} value {text!r} is not "
                      f"{'a class index or expression name' if spec.name == 'expr' else 'a number'}{known}")
@@ -147,7 +155,8 @@ def _csv_where(lines: Sequence[int], spec: TaskSpec) -> Callable[[int, np.ndarra
 
 
 def _per_frame_arrays(path: Path, video: str, rows: list[tuple[int, int | None, dict[str, list]]],
-                      specs: Mapping[str, TaskSpec]) -> dict[str, np.ndarray]:
+                      specs: Mapping[str, TaskSpec],
+                      out_of_range: dict[str, dict[str, int]] | None) -> dict[str, np.ndarray]:
     """A per-frame CSV's rows of one video as arrays of max frame + 1 rows; frames without a row are invalid."""
     first_line: dict[int, int] = {}
     for line, frame, _ in rows:
@@ -159,6 +168,7 @@ def _per_frame_arrays(path: Path, video: str, rows: list[tuple[int, int | None, 
     arrays = {}
     for task, spec in specs.items():
         array = spec.empty(int(frames.max()) + 1)
-        array[frames] = checked(path, spec, [values[task] for _, _, values in rows], _csv_where(lines, spec))
+        array[frames] = checked(path, spec, [values[task] for _, _, values in rows], _csv_where(lines, spec),
+                                out_of_range)
         arrays[task] = array
     return arrays

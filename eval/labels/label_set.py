@@ -30,14 +30,16 @@ class LabelSet:
     splits: dict[str, dict[str, str]]         # task -> video id -> "train" | "val"; empty when the source has none
     per_clip: set[str] = field(default_factory=set)  # video ids whose single row is broadcast over all frames
     source: str = ""                          # the path loaded
-    layout_name: str = "csv"                  # "abaw3", "abaw2020" or "csv"
+    layout_name: str = "csv"                  # "abaw3", "abaw2021", "abaw2020" or "csv"
+    out_of_range: dict[str, dict[str, int]] = field(default_factory=dict)
+    """File -> task -> frames whose label lay outside the task's coding and were masked (the label report)."""
 
     def video_ids(self) -> list[str]:
         """Sorted ids of the videos with any label."""
         return sorted(self.labels)
 
     def layout(self) -> str:
-        """Where the labels came from: ``abaw3``, ``abaw2020`` (Aff-Wild2 folders) or ``csv``."""
+        """Where the labels came from: ``abaw3``, ``abaw2021``, ``abaw2020`` (Aff-Wild2 folders) or ``csv``."""
         return self.layout_name
 
 
@@ -55,15 +57,17 @@ def select_tasks(available: Sequence[str], requested: Sequence[str] | None, sour
     return [task for task in TASK_ORDER if task in requested]
 
 
-def _first_bad_row(spec: TaskSpec, values: np.ndarray) -> int | None:
-    """Index of the first row outside the task's coding (VA in [-1, 1] or -5, EXPR a class index or -1, AU 0/1/-1)."""
+INVALID_CODES = {"va": VA_INVALID, "expr": EXPR_INVALID, "au": AU_INVALID}
+
+
+def _bad_entries(spec: TaskSpec, values: np.ndarray) -> np.ndarray:
+    """Bool, like ``values``: entries outside the task's coding (VA in [-1, 1] or -5, EXPR a class index or -1, AU
+    0/1/-1)."""
     if spec.name == "va":
-        bad = ~((np.abs(values) <= 1.0) | (values == VA_INVALID)).all(axis=1)
-    elif spec.name == "expr":
-        bad = (values != np.round(values)) | (values < EXPR_INVALID) | (values >= spec.n_outputs)
-    else:
-        bad = ~np.isin(values, (0.0, 1.0, AU_INVALID)).all(axis=1)
-    return int(np.argmax(bad)) if bad.any() else None
+        return ~((np.abs(values) <= 1.0) | (values == VA_INVALID))
+    if spec.name == "expr":
+        return (values != np.round(values)) | (values < EXPR_INVALID) | (values >= spec.n_outputs)
+    return ~np.isin(values, (0.0, 1.0, AU_INVALID))
 
 
 def _coded(spec: TaskSpec, values: np.ndarray) -> np.ndarray:
@@ -79,13 +83,22 @@ def _describe_coding(spec: TaskSpec) -> str:
     return f"0, 1 or {AU_INVALID:g} (invalid)"
 
 
-def checked(path: Path, spec: TaskSpec, rows, where: Callable[[int, np.ndarray], str]) -> np.ndarray:
-    """Rows of one task's values checked against its coding and turned into its array; ``where(row, values)`` says
-    where a bad row is in the file, for the error."""
+def checked(path: Path, spec: TaskSpec, rows, where: Callable[[int, np.ndarray], str],
+            out_of_range: dict[str, dict[str, int]] | None = None) -> np.ndarray:
+    """Rows of one task's values checked against its coding and turned into its array. A value outside the coding is
+    set to the invalid code and its row counted in ``out_of_range[str(path)][task]`` (TSAV: Aff-Wild2 has such rows);
+    without ``out_of_range`` (``--strict-labels``) it is a :class:`LabelError`, ``where(row, values)`` saying where
+    the row is in the file."""
     values = np.asarray(rows, np.float64).reshape(len(rows), -1)
     if spec.name == "expr":
         values = values[:, 0]
-    bad = _first_bad_row(spec, values)
-    if bad is not None:
-        raise LabelError(f"{path}: {where(bad, values[bad])}, expected {_describe_coding(spec)}")
+    bad = _bad_entries(spec, values)
+    bad_rows = bad if bad.ndim == 1 else bad.any(axis=1)
+    if bad_rows.any():
+        if out_of_range is None:
+            first = int(np.argmax(bad_rows))
+            raise LabelError(f"{path}: {where(first, values[first])}, expected {_describe_coding(spec)}")
+        values = np.where(bad, INVALID_CODES[spec.name], values)
+        counts = out_of_range.setdefault(str(path), {})
+        counts[spec.name] = counts.get(spec.name, 0) + int(bad_rows.sum())
     return _coded(spec, values)
