@@ -23,13 +23,16 @@ def _pairwise_agreement(x_i: np.ndarray, x_j: np.ndarray) -> float:
 
 
 def box_smooth(x: np.ndarray, window_frames: int = BOX_WINDOW_FRAMES) -> np.ndarray:
-    """Centred moving average over ``window_frames`` frames, same length as ``x``; the ends average over the frames
-    that exist."""
-    kernel = np.ones(window_frames)
-    first = (window_frames - 1) // 2
-    sums = np.convolve(x, kernel)[first:first + len(x)]
-    counts = np.convolve(np.ones(len(x)), kernel)[first:first + len(x)]
-    return sums / counts
+    """Centred moving average over ``window_frames`` frames along the first axis of a (T,) or (T, ...) array, same
+    shape as ``x``; the ends average over the frames that exist."""
+    x = np.asarray(x, dtype=np.float64)
+    after = (window_frames - 1) // 2  # frames after the centre; an even window reaches one further back
+    before = window_frames - 1 - after
+    sums = np.concatenate([np.zeros((1, *x.shape[1:])), np.cumsum(x, axis=0)])
+    frame = np.arange(len(x))
+    start, stop = np.maximum(frame - before, 0), np.minimum(frame + after + 1, len(x))
+    counts = (stop - start).reshape(-1, *([1] * (x.ndim - 1)))
+    return (sums[stop] - sums[start]) / counts
 
 
 def ccc_centering(predictions: np.ndarray, pre_smooth: bool = False, post_smooth: bool = False) -> np.ndarray:

@@ -58,6 +58,8 @@ BAD_INVOCATIONS = [
     ("train", ["--store", "{store}", "--labels", LABELS, "--device", "cuda:7"], "train", "device 'cuda:7'"),
     ("train", ["--store", "{store}", "--labels", LABELS, "--recipe", "nope"], "train", "invalid choice: 'nope'"),
     ("train", ["--store", "{store}", "--labels", LABELS, "--pseudo-labels", "x"], "train", "invalid choice: 'x'"),
+    ("train", ["--store", "{store}", "--labels", LABELS, "--modality-dropout", "1.5"], "train",
+     "modality_dropout is a probability below 1"),
     ("train", ["recipes", "--nope"], "train recipes", "unrecognized arguments: --nope"),
     ("train", ["predict", "{tmp}/no_run", "{store}", "--out", "{tmp}/out"], "train predict", "no model.pt"),
     ("train", ["predict", "{tmp}/no_run", "{foreign}", "--out", "{tmp}/out"], "train predict",

@@ -30,6 +30,7 @@ from train.models import DEFAULT_MODEL, MODELS, reference_parameter_counts
 from train.models import REFERENCE_MODALITY_DIMS
 from train.predict import predict_store
 from train.recipes import RECIPES, LabelRules, Recipe, recipe
+from train.tricks import TricksConfig
 
 
 def _csv(text: str) -> tuple[str, ...]:
@@ -82,6 +83,9 @@ SETTINGS = (
     ("--lambda-expr", "loss", "lambda_expr",
      {"type": float, "help": "weight of the EXPR loss: L = 0.5 (L_V + L_A) + lambda_expr L_EXPR + lambda_au L_AU"}),
     ("--lambda-au", "loss", "lambda_au", {"type": float}),
+    ("--no-au-positive-weights", "loss", "au_positive_weights",
+     {"action": "store_const", "const": False, "help": "plain BCE for AUs (default: positives weighted by each AU's "
+                                                       "negative-to-positive ratio, seed 001)"}),
     ("--schedule", "loss", "schedule", {"choices": ("joint", "epoch", "batch"), "help": "multi-task updates: all "
                                         "tasks each step, or alternating per epoch / per batch"}),
     ("--filter-labels", "labels", "filter_labels",
@@ -98,6 +102,17 @@ SETTINGS = (
     ("--no-cross-task-rule", "labels", "cross_task_rule",
      {"action": "store_const", "const": False, "help": "let a video that validates one task train another in the "
                                                        "same fold (seed 001 forbids it; so do we by default)"}),
+    ("--smoothing", "tricks", "smoothing",
+     {"action": "store_const", "const": True, "help": "smooth per-frame outputs over a window chosen per task on "
+                                                      "the validation videos (HSEmotion, ABAW7)"}),
+    ("--au-thresholds", "tricks", "au_thresholds",
+     {"action": "store_const", "const": True, "help": "choose each AU's decision threshold on the validation videos"}),
+    ("--logit-adjustment", "tricks", "logit_adjustment_tau",
+     {"type": float, "metavar": "TAU", "help": "EXPR loss on logits + TAU log(class prior) against class "
+                                               "imbalance (Menon et al. 2021: 1; default 0, off)"}),
+    ("--modality-dropout", "tricks", "modality_dropout",
+     {"type": float, "metavar": "P", "help": "zero each input modality of a training window with probability P "
+                                             "(at least one kept; default 0, off)"}),
 )
 PSEUDO_COMPONENTS = {"v": ("valence",), "va": ("valence", "arousal")}
 
@@ -134,7 +149,8 @@ def experiment_config(args: argparse.Namespace) -> ExperimentConfig:
         given["labels.pseudo_labels"] = PSEUDO_COMPONENTS[given["labels.pseudo_labels"]]
     base = chosen or Recipe("defaults", "affectsync's defaults", model)
     sections = {name: base.section(name, default) for name, default in (
-        ("window", MODELS[model].windows), ("optim", OptimConfig()), ("loss", LossConfig()), ("labels", LabelRules()))}
+        ("window", MODELS[model].windows), ("optim", OptimConfig()), ("loss", LossConfig()), ("labels", LabelRules()),
+        ("tricks", TricksConfig()))}
     for dest, value in given.items():
         section, name = dest.split(".")
         try:
@@ -151,7 +167,7 @@ def experiment_config(args: argparse.Namespace) -> ExperimentConfig:
         label_columns=_pairs(args.label_column, "TASKCOL=CSVCOL", "expr=intended_emotion", as_json=False),
         model=model, model_overrides=_pairs(args.set, "FIELD=VALUE", "gru_hidden=128"),
         folds=args.folds if args.folds is not None else (chosen.folds[0] if chosen else 1),
-        window=sections["window"], optim=sections["optim"], loss=sections["loss"],
+        window=sections["window"], optim=sections["optim"], loss=sections["loss"], tricks=sections["tricks"],
         filter_labels=labels.filter_labels, pseudo_labels=labels.pseudo_labels, strict_labels=labels.strict_labels,
         protocol=labels.protocol, cross_task_rule=labels.cross_task_rule, recipe=args.recipe,
         overrides={key: list(value) if isinstance(value, tuple) else value for key, value in overrides.items()},
@@ -171,8 +187,8 @@ def run_training(argv: list[str]) -> int:
 def list_recipes(argv: list[str]) -> int:
     """``python -m train recipes [--json]``: every recipe's values and where each comes from."""
     p = ArgumentParser(prog="python -m train recipes", description="The papers' training recipes (RECIPE=name).")
-    p.add_argument("--json", action="store_true", help="{recipe: {model, window, optim, loss, labels, folds, "
-                                                       "tasks, sources}} as JSON")
+    p.add_argument("--json", action="store_true", help="{recipe: {model, window, optim, loss, labels, tricks, "
+                                                       "folds, tasks, sources}} as JSON")
     args = p.parse_args(argv)
     listing = {name: entry.listing() for name, entry in RECIPES.items()}
     if args.json:
@@ -181,7 +197,7 @@ def list_recipes(argv: list[str]) -> int:
     for name, entry in listing.items():
         print(f"{name}: {entry['paper']}; model {entry['model']}, {entry['folds']} fold(s), tasks "
               f"{','.join(entry['tasks'] or ['all'])}")
-        for section in ("window", "optim", "loss", "labels"):
+        for section in ("window", "optim", "loss", "labels", "tricks"):
             for key, value in entry[section].items():
                 dotted = f"{section}.{key}"
                 print(f"  {dotted:<34} {str(value):<18} {entry['sources'][dotted]}")
@@ -210,12 +226,16 @@ def run_predict(argv: list[str]) -> int:
     p.add_argument("--out", type=Path, required=True, help="output folder: <video_id>.csv per video")
     p.add_argument("--device", default="auto")
     p.add_argument("--batch-size", type=int, help="windows per forward pass (default: the run's training batch size)")
+    p.add_argument("--no-post-processing", action="store_true",
+                   help="write the decisions of the raw outputs, without the smoothing and AU thresholds the run "
+                        "chose on validation")
     p.add_argument("--allow-other-recipes", action="store_true",
                    help="predict even where the store's features were extracted with other settings or weights than "
                         "the model was trained on")
     args = p.parse_args(argv)
     written = predict_store(args.run, args.store, args.out, pick_device(args.device),
-                            allow_other_recipes=args.allow_other_recipes, batch_size=args.batch_size)
+                            allow_other_recipes=args.allow_other_recipes, batch_size=args.batch_size,
+                            post_processing=not args.no_post_processing)
     print(f"wrote {len(written)} prediction files to {args.out}", file=sys.stderr)
     print(args.out)
     return 0

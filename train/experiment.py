@@ -36,6 +36,7 @@ from train.models import DEFAULT_MODEL, build_model, count_parameters, model_con
 from train.plots import training_curve
 from train.predict import write_prediction_csvs
 from train.pseudo_labels import EpochPseudoLabels, filter_inconsistent, fit_va_histograms
+from train.tricks import TricksConfig, expr_logit_offsets
 from train.windows import WindowConfig
 
 LOG = logging.getLogger("affectsync.train")
@@ -60,6 +61,7 @@ class ExperimentConfig:
     window: WindowConfig = WindowConfig()
     optim: OptimConfig = OptimConfig()
     loss: LossConfig = LossConfig()
+    tricks: TricksConfig = TricksConfig()
     filter_labels: bool = False
     pseudo_labels: tuple[str, ...] = ()
     """TSAV's VA pseudo-labels: the components filled (``("valence",)``, TSAV's choice; ``()``: none)."""
@@ -205,18 +207,23 @@ class Experiment:
         learn_labels, learn_masks, pseudo = tsav_label_rules(self.config, self.tasks, self.labels, train_masks,
                                                              train_ids)
         pos_weight = None
-        if "au" in self.tasks:
+        if "au" in self.tasks and self.config.loss.au_positive_weights:
             rows = np.concatenate([self.labels[v]["au"][train_masks[v]["au"]] for v in train_ids])
             pos_weight = au_pos_weight(rows).astype(np.float32)
+        logit_offsets = None
+        if "expr" in self.tasks:
+            classes = np.concatenate([learn_labels[v]["expr"][learn_masks[v]["expr"]] for v in train_ids])
+            logit_offsets = expr_logit_offsets(classes, self.tasks["expr"].n_outputs,
+                                               self.config.tricks.logit_adjustment_tau)
         data = FoldData(self.features, self.tasks, self.labels, train_masks, val_masks, train_ids, val_ids, pos_weight,
-                        learn_labels, learn_masks, pseudo)
+                        learn_labels, learn_masks, pseudo, logit_offsets)
         seed_everything(self.config.optim.seed + fold.index)  # the initial weights too are reproducible
         model = build_model(self.config.model, self.features.modality_dims, list(self.tasks.values()),
                             **dict(self.config.model_overrides))
         LOG.info("fold %d: %d training and %d validation videos, model %s with %d parameters", fold.index,
                  len(train_ids), len(val_ids), self.config.model, count_parameters(model))
         result = fit(model, data, self.config.window, self.config.optim, self.config.loss, self.device,
-                     self.progress)
+                     self.progress, self.config.tricks)
         self.save(out, fold, result, standardiser, train_ids, val_ids)
         return result.final
 
@@ -240,6 +247,11 @@ class Experiment:
             "window": dataclasses.asdict(self.config.window),
             "optim": dataclasses.asdict(self.config.optim),
             "loss": dataclasses.asdict(self.config.loss),
+            "tricks": dataclasses.asdict(self.config.tricks),
+            "post_processing": {**result.post_processing.to_json(), "chosen_on": result.selected_on,
+                                "scores_before": result.selection_before_post_processing,
+                                "scores_after": (result.final[result.selected_on]
+                                                 if self.config.tricks.chooses_post_processing else {})},
             "filter_labels": self.config.filter_labels,
             "pseudo_labels": list(self.config.pseudo_labels),
             "strict_labels": self.config.strict_labels,
@@ -260,4 +272,5 @@ class Experiment:
         (out / "metrics.json").write_text(json.dumps(metrics, indent=2))
         training_curve(result.epochs, result.best_epoch, out / "training_curve.png",
                        f"{self.config.model} on {'+'.join(self.features.features)} (fold {fold.index})")
-        write_prediction_csvs(result.predictions, self.tasks, out / "predictions", self.features.frame_time)
+        write_prediction_csvs(result.predictions, self.tasks, out / "predictions", self.features.frame_time,
+                              result.post_processing)

@@ -1,6 +1,8 @@
 """The training loop of one fold: Adam/AdamW/SGD/RMSprop, warm-up, ReduceLROnPlateau on the validation objective or a
 cyclical (triangular) learning rate, gradient accumulation, early stopping and a minimum learning rate, best state
-restored (after every epoch too, as ABAW3 does, when asked); seeded; CUDA with mixed precision when present.
+restored (after every epoch too, as ABAW3 does, when asked); seeded; CUDA with mixed precision when present; the
+tricks of :mod:`train.tricks` (modality dropout and logit adjustment while training; smoothing and AU thresholds
+chosen on the selection videos at the end).
 
 Model selection maximises the validation ``objective`` of :mod:`train.scoring` (the ABAW sum of task scores), computed
 each epoch on per-frame predictions with overlapping windows averaged, exactly as ``predict`` writes them.
@@ -25,8 +27,10 @@ from eval.tasks import TaskSpec
 from features_store.common import out_of_memory_names
 from train.features import StoreFeatures
 from train.losses import LossConfig, MultiTaskLoss, TaskSchedule
+from train.post_processing import PostProcessing
 from train.predict import predict_frames
 from train.scoring import score
+from train.tricks import TricksConfig, choose_post_processing, drop_modalities
 from train.windows import Batch, WindowBatches, WindowConfig
 
 LOG = logging.getLogger("affectsync.train")
@@ -90,7 +94,8 @@ class OptimConfig:
 class FoldData:
     """What one fold trains on: features, per-frame labels (T rows) and the label masks of each role (what scores
     use), and what the fold learns from when label rules change it (``training_labels`` / ``training_masks``: TSAV's
-    filtering and pseudo-labels, whose ``pseudo`` draw changes every epoch)."""
+    filtering and pseudo-labels, whose ``pseudo`` draw changes every epoch); the loss's class statistics of the
+    training frames (``au_pos_weight``, ``expr_logit_offsets``)."""
 
     features: StoreFeatures
     tasks: Mapping[str, TaskSpec]
@@ -103,6 +108,7 @@ class FoldData:
     training_labels: Mapping[str, Mapping[str, np.ndarray]] | None = None
     training_masks: Mapping[str, Mapping[str, np.ndarray]] | None = None
     pseudo: Any = None
+    expr_logit_offsets: np.ndarray | None = None
 
     def __post_init__(self) -> None:
         self.training_labels = self.labels if self.training_labels is None else self.training_labels
@@ -120,6 +126,10 @@ class TrainResult:
     best_epoch: int = 0
     predictions: dict[str, dict[str, np.ndarray]] = field(default_factory=dict)
     """video id -> task -> per-frame outputs of the restored model for every video of the fold"""
+    post_processing: PostProcessing = field(default_factory=PostProcessing)
+    """The smoothing and AU thresholds chosen on the selection videos (none unless the tricks ask)."""
+    selection_before_post_processing: dict[str, float] = field(default_factory=dict)
+    """The selection videos' scores of the raw outputs (``final[selected_on]`` has them post-processed)."""
 
 
 def seed_everything(seed: int) -> None:
@@ -188,10 +198,13 @@ class FoldTrainer:
     videos, or the training videos when the fold has none: :attr:`selected_on`)."""
 
     def __init__(self, model: torch.nn.Module, data: FoldData, window: WindowConfig, optim: OptimConfig,
-                 loss_config: LossConfig, device: torch.device):
+                 loss_config: LossConfig, device: torch.device, tricks: TricksConfig = TricksConfig()):
         self.model, self.data, self.window, self.optim, self.device = model, data, window, optim, device
+        self.tricks = tricks
         pos_weight = torch.as_tensor(data.au_pos_weight, device=device) if data.au_pos_weight is not None else None
-        self.criterion = MultiTaskLoss(loss_config, dict(data.tasks), au_pos_weight=pos_weight)
+        self.criterion = MultiTaskLoss(loss_config, dict(data.tasks), au_pos_weight=pos_weight,
+                                       expr_logit_offsets=data.expr_logit_offsets)
+        self.dropout_generator = torch.Generator().manual_seed(optim.seed)
         self.batches = TrainingBatches(data, window, optim.batch_size,
                                        TaskSchedule(loss_config.schedule, tuple(data.tasks)), optim.seed)
         self.optimiser = optim.build_optimizer(model.parameters())
@@ -236,6 +249,7 @@ class FoldTrainer:
             for group in self.optimiser.param_groups:
                 group["lr"] = self.optim.learning_rate * (self.step + 1) / self.warmup_steps
         inputs, frame_mask, labels, masks = batch.to(self.device)
+        inputs = drop_modalities(inputs, self.tricks.modality_dropout, self.dropout_generator)
         with out_of_memory_names("--batch-size (or --window)", self.optim.batch_size):
             with torch.autocast(self.device.type, dtype=torch.float16, enabled=self.use_amp):
                 outputs = self.model(inputs, frame_mask)
@@ -279,20 +293,28 @@ class FoldTrainer:
         return self.plateau is not None and self.learning_rate < self.optim.min_learning_rate
 
     def final_result(self, result: TrainResult) -> TrainResult:
-        """One pass over every video of the fold: the final scores and the predictions the run keeps."""
+        """One pass over every video of the fold: the predictions the run keeps, the post-processing the tricks
+        choose on the selection videos, and the final scores of the post-processed decisions."""
         data = self.data
         result.predictions = predict_frames(self.model, data.features, sorted(set(data.train_ids) | set(data.val_ids)),
                                             self.window, self.device, self.optim.batch_size)
+        if self.tricks.chooses_post_processing:
+            result.post_processing = choose_post_processing(self.tricks, result.predictions, data.labels,
+                                                            self.selection_masks, data.tasks, self.selection_ids)
+            result.selection_before_post_processing = score(result.predictions, data.labels, self.selection_masks,
+                                                            data.tasks, self.selection_ids)
+            LOG.info("post-processing chosen on the %s videos: %s", self.selected_on, result.post_processing)
+        post = result.post_processing
         result.final = {
-            "train": score(result.predictions, data.labels, data.train_masks, data.tasks, data.train_ids),
-            "val": (score(result.predictions, data.labels, data.val_masks, data.tasks, data.val_ids)
+            "train": score(result.predictions, data.labels, data.train_masks, data.tasks, data.train_ids, post),
+            "val": (score(result.predictions, data.labels, data.val_masks, data.tasks, data.val_ids, post)
                     if data.val_ids else {}),
         }
         return result
 
 
 def fit(model: torch.nn.Module, data: FoldData, window: WindowConfig, optim: OptimConfig, loss_config: LossConfig,
-        device: torch.device, progress: bool = True) -> TrainResult:
+        device: torch.device, progress: bool = True, tricks: TricksConfig = TricksConfig()) -> TrainResult:
     """Train ``model`` on ``data`` and return it with its best state (by the selection objective) restored.
 
     Model selection, the plateau schedule and early stopping follow the validation objective of the fold's
@@ -300,7 +322,7 @@ def fit(model: torch.nn.Module, data: FoldData, window: WindowConfig, optim: Opt
     """
     torch.set_flush_denormal(True)  # near-converged GRUs otherwise crawl on CPU through denormal arithmetic
     model.to(device)
-    trainer = FoldTrainer(model, data, window, optim, loss_config, device)
+    trainer = FoldTrainer(model, data, window, optim, loss_config, device, tricks)
     result = TrainResult(model, selected_on=trainer.selected_on)
     if not data.val_ids:
         LOG.warning("no validation videos in this fold: model selection uses the training videos")

@@ -133,13 +133,16 @@ def expr_loss(
     kind: ExprLossKind = "ce",
     gamma: float = 2.0,
     class_weights: torch.Tensor | Sequence[float] | None = None,
+    logit_offsets: torch.Tensor | None = None,
 ) -> torch.Tensor:
     """Scalar expression loss of (B, L, C) logits against (B, L) class indices, mean over valid frames (nats).
 
     ``kind="ce"``: cross-entropy ``-w_t log p_t``. ``kind="focal"``: focal loss ``-w_t (1 - p_t)^gamma log p_t`` (seed
     001, Eq. 2, ``alpha_t`` = ``w_t``); ``gamma=0`` is cross-entropy. ``class_weights`` (C,) gives ``w_t`` (1 without);
     the sum is divided by the number of valid frames, not by the sum of their weights as torch's weighted
-    ``cross_entropy`` does. Frames with gold -1 are never used. 0 with gradient when no frame is valid.
+    ``cross_entropy`` does. ``logit_offsets`` (C,) are added to the logits inside the loss only (logit adjustment,
+    :func:`train.tricks.expr_logit_offsets`). Frames with gold -1 are never used. 0 with gradient when no frame is
+    valid.
     """
     if kind not in ("ce", "focal"):
         raise ValueError(f"unknown expression loss {kind!r}; expected 'ce' or 'focal'")
@@ -147,6 +150,8 @@ def expr_loss(
     if not bool(valid.any()):
         return _zero_like_graph(logits)
     logits_v = logits[valid]  # (n, C)
+    if logit_offsets is not None:
+        logits_v = logits_v + logit_offsets.to(logits_v.device, logits_v.dtype)
     target = gold[valid].long()
     log_p_t = torch.log_softmax(logits_v, dim=-1).gather(1, target[:, None]).squeeze(1)
     loss = -log_p_t
@@ -208,8 +213,9 @@ class LossConfig:
     ``va_loss``: ``"ccc"`` (1 - CCC, seeds 000, 003, 004) or ``"mse"`` (seed 002).
     ``expr_loss``: ``"ce"`` (seed 000) or ``"focal"`` (seed 001) with exponent ``focal_gamma`` (Lin et al.'s default 2).
     ``lambda_expr``: weight of L_EXPR, 0.5 as in M3T (seed 000, Eq. 4). ``lambda_au``: weight of L_AU.
-    ``expr_class_weights``: optional per-class ``alpha_t`` of the expression loss. ``schedule``: which tasks a step
-    updates, see :class:`TaskSchedule`.
+    ``expr_class_weights``: optional per-class ``alpha_t`` of the expression loss. ``au_positive_weights``: weigh
+    each AU's positives by its training ratio of negatives to positives (seed 001; :func:`au_pos_weight`), else plain
+    BCE. ``schedule``: which tasks a step updates, see :class:`TaskSchedule`.
     """
 
     va_loss: Literal["ccc", "mse"] = "ccc"
@@ -218,6 +224,7 @@ class LossConfig:
     lambda_expr: float = 0.5
     lambda_au: float = 1.0
     expr_class_weights: tuple[float, ...] | None = None
+    au_positive_weights: bool = True
     schedule: ScheduleMode = "joint"
 
     def __post_init__(self) -> None:
@@ -233,7 +240,8 @@ class MultiTaskLoss:
     """``L = 0.5 (L_V + L_A) + lambda_expr L_EXPR + lambda_au L_AU`` over the tasks a step trains.
 
     ``tasks`` maps an output key to its :class:`~train.tasks.TaskSpec` (the spec's ``name`` picks the loss);
-    ``au_pos_weight`` is the (K,) array of :func:`au_pos_weight` or None for unweighted BCE.
+    ``au_pos_weight`` is the (K,) array of :func:`au_pos_weight` or None for unweighted BCE; ``expr_logit_offsets``
+    the (C,) offsets of logit adjustment (:func:`train.tricks.expr_logit_offsets`) or None.
     """
 
     def __init__(
@@ -241,10 +249,13 @@ class MultiTaskLoss:
         config: LossConfig,
         tasks: Mapping[str, TaskSpec],
         au_pos_weight: np.ndarray | torch.Tensor | None = None,
+        expr_logit_offsets: np.ndarray | torch.Tensor | None = None,
     ) -> None:
         self.config = config
         self.tasks = dict(tasks)
         self.au_pos_weight = None if au_pos_weight is None else torch.as_tensor(au_pos_weight, dtype=torch.float32)
+        self.expr_logit_offsets = (None if expr_logit_offsets is None
+                                   else torch.as_tensor(expr_logit_offsets, dtype=torch.float32))
         self.expr_class_weights = (
             None if config.expr_class_weights is None
             else torch.as_tensor(config.expr_class_weights, dtype=torch.float32)
@@ -259,7 +270,7 @@ class MultiTaskLoss:
             return loss, {**parts, "va": loss}
         if spec.name == "expr":
             loss = expr_loss(output, label, mask, kind=self.config.expr_loss, gamma=self.config.focal_gamma,
-                             class_weights=self.expr_class_weights)
+                             class_weights=self.expr_class_weights, logit_offsets=self.expr_logit_offsets)
             return self.config.lambda_expr * loss, {"expr": loss}
         loss = au_loss(output, label, mask, pos_weight=self.au_pos_weight)
         return self.config.lambda_au * loss, {"au": loss}

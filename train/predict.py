@@ -29,9 +29,9 @@ from features_store.common import out_of_memory_names
 from features_store.recipes import differing_keys
 from train.features import FeatureError, Standardiser, StoreFeatures
 from train.models import build_model
+from train.post_processing import PostProcessing
 from train.windows import WindowBatches, WindowConfig
 
-AU_THRESHOLD = 0.5
 LOG = logging.getLogger("affectsync.train")
 
 
@@ -77,15 +77,6 @@ def predict_frames(model: torch.nn.Module, features: StoreFeatures, video_ids: S
             for vid, by_task in sums.items()}
 
 
-def decide(task: str, outputs: np.ndarray) -> np.ndarray:
-    """Per-frame decisions from averaged outputs: VA values, the EXPR class index, AU 0/1."""
-    if task == "expr":
-        return outputs.argmax(axis=-1)
-    if task == "au":
-        return (outputs >= AU_THRESHOLD).astype(np.int64)
-    return outputs
-
-
 def _as_text(decisions: np.ndarray) -> np.ndarray:
     """(T, C) strings: floats with 6 decimals, integers as they are."""
     decisions = decisions.reshape(len(decisions), -1)
@@ -93,15 +84,16 @@ def _as_text(decisions: np.ndarray) -> np.ndarray:
 
 
 def write_prediction_csvs(predictions: Mapping[str, Mapping[str, np.ndarray]], tasks: Mapping[str, TaskSpec],
-                          out_dir: Path, frame_time: Callable[[str], np.ndarray]) -> list[Path]:
-    """One ``<video_id>.csv`` per video in ``out_dir``: header ``frame,time_s,<task columns>``, one row per frame;
-    ``frame_time(video_id)`` gives the (T,) frame times in seconds."""
+                          out_dir: Path, frame_time: Callable[[str], np.ndarray],
+                          post: PostProcessing = PostProcessing()) -> list[Path]:
+    """One ``<video_id>.csv`` per video in ``out_dir``: header ``frame,time_s,<task columns>``, one row per frame,
+    the decisions ``post`` makes; ``frame_time(video_id)`` gives the (T,) frame times in seconds."""
     out_dir.mkdir(parents=True, exist_ok=True)
     written = []
     for vid, by_task in predictions.items():
         ordered = [t for t in TASK_ORDER if t in by_task and t in tasks]
         columns = [c for t in ordered for c in tasks[t].prediction_columns]
-        cells = [_as_text(decide(t, by_task[t])) for t in ordered]
+        cells = [_as_text(post.decide(t, by_task[t])) for t in ordered]
         path = out_dir / f"{vid}.csv"
         tmp = path.with_suffix(".csv.tmp")
         with tmp.open("w", newline="") as handle:
@@ -144,11 +136,13 @@ def check_recipes(trained: Mapping[str, dict] | None, found: Mapping[str, dict],
 
 def predict_store(run_dir: Path, store_location: str, out_dir: Path, device: torch.device,
                   progress: bool = True, allow_other_recipes: bool = False,
-                  batch_size: int | None = None) -> list[Path]:
+                  batch_size: int | None = None, post_processing: bool = True) -> list[Path]:
     """Predict every complete video of a store with each model of ``run_dir``; CSVs in ``out_dir`` (``fold<k>/``
     sub-folders for a multi-fold run: fusing folds is eval's job). Videos lacking a feature the model needs, and
     features extracted with another recipe than the model was trained on (unless ``allow_other_recipes``), are errors
-    naming them. ``batch_size``: windows per forward pass (default: the run's training batch size)."""
+    naming them. ``batch_size``: windows per forward pass (default: the run's training batch size).
+    ``post_processing``: apply the smoothing and AU thresholds the run chose on validation (its config.json's
+    ``"post_processing"``), or write the decisions of the raw outputs."""
     store = FeatureStore(store_location)
     video_ids = list(store.complete_n_frames())
     written = []
@@ -168,5 +162,6 @@ def predict_store(run_dir: Path, store_location: str, out_dir: Path, device: tor
         predictions = predict_frames(model, features, video_ids, window, device,
                                      batch_size or config["optim"]["batch_size"])
         target = out_dir if len(dirs) == 1 else out_dir / model_dir.name
-        written += write_prediction_csvs(predictions, tasks, target, features.frame_time)
+        post = PostProcessing.from_json(config.get("post_processing") if post_processing else None)
+        written += write_prediction_csvs(predictions, tasks, target, features.frame_time, post)
     return written

@@ -1,7 +1,8 @@
 """The seeds' training recipes by name (``RECIPE=abaw3``, ``--recipe``): model, windows, optimiser, schedule, loss,
 batch and accumulation, epochs, warm-up, stopping, label rules and folds, each value traced to its paper section.
 
-A recipe sets the sections of ``config.json`` (``model``, ``window``, ``optim``, ``loss``, ``labels``, ``folds``);
+A recipe sets the sections of ``config.json`` (``model``, ``window``, ``optim``, ``loss``, ``labels``, ``tricks``,
+``folds``; the seeds use no trick of :mod:`train.tricks`, so every recipe lists them off and any can turn them on);
 what it does not set keeps affectsync's default, and anything the user gives on the command line replaces the
 recipe's value (``config.json`` records the recipe name and those overrides). ``python -m train recipes`` lists every
 value of every recipe and where it comes from; a value marked "ours" is one the paper does not give.
@@ -18,6 +19,7 @@ from features_store.errors import UsageError
 from train.losses import LossConfig
 from train.loop import OptimConfig
 from train.models import MODELS
+from train.tricks import TricksConfig
 from train.windows import WindowConfig
 
 OURS = "ours: the paper is silent"
@@ -67,9 +69,13 @@ class Recipe:
     def labels(self) -> LabelRules:
         return self.section("labels", LabelRules())
 
+    def tricks(self) -> TricksConfig:
+        return self.section("tricks", TricksConfig())
+
     def listing(self) -> dict[str, Any]:
         """Every value of the recipe by config.json section, and where each comes from (``sources``)."""
-        sections = {"window": self.window(), "optim": self.optim(), "loss": self.loss(), "labels": self.labels()}
+        sections = {"window": self.window(), "optim": self.optim(), "loss": self.loss(), "labels": self.labels(),
+                    "tricks": self.tricks()}
         listing: dict[str, Any] = {"paper": self.paper, "model": self.model, "folds": self.folds[0],
                                    "tasks": list(self.tasks[0]) if self.tasks[0] else None}
         listing |= {name: _jsonable(dataclasses.asdict(value)) for name, value in sections.items()}
@@ -78,7 +84,9 @@ class Recipe:
             for key in dataclasses.asdict(value):
                 dotted = f"{name}.{key}"
                 sources[dotted] = self.settings[dotted][1] if dotted in self.settings else (
-                    f"the {self.model} model's windows" if name == "window" else OURS + " (affectsync's default)")
+                    f"the {self.model} model's windows" if name == "window"
+                    else "ours: a trick of today's ABAW entries, off as in the paper (train.tricks)" if name == "tricks"
+                    else OURS + " (affectsync's default)")
         listing["sources"] = sources
         return listing
 
@@ -132,6 +140,7 @@ RECIPES: dict[str, Recipe] = {recipe.name: recipe for recipe in (
         "optim.batch_size": (64, f"{S001}: mini-batch 64"),
         "optim.warmup_epochs": (0, OURS + " (no warm-up)"),
         "loss.expr_loss": ("focal", f"{S001}: focal loss for EXPR (Eq. 2)"),
+        "loss.au_positive_weights": (True, f"{S001}: BCE with positive weights for AU imbalance (Eq. 1)"),
         "loss.schedule": ("epoch", f"{S001}: alternating task updates, epoch by epoch"),
         "labels.protocol": ("abaw2021", f"{S001}: ABAW 2021, 12 AUs; AU 0.5 F1 + 0.5 acc, EXPR 0.67 F1 + 0.33 acc"),
     }, tasks=(("expr", "au"), f"{S001}: expression and action units")),
