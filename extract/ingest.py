@@ -7,10 +7,12 @@ the same clock, so every window-based feature can be placed by ``frame_time``.
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
+from queue import Full, Queue
 
 import av
 import numpy as np
@@ -109,6 +111,8 @@ def _rate(value: Fraction | None) -> float | None:
 
 
 AUDIO_GAP_TOLERANCE_S = 0.010
+FRAMES_AHEAD = 32
+"""Frames a visual pass decodes ahead of its consumer (:func:`iter_rgb_frames`): 32 frames of 1080p are 200 MB."""
 """Audio timestamps may jitter by this much before a gap is filled or an overlap dropped."""
 
 NOT_VIDEO_FORMATS = frozenset({"tty", "image2", "apng", "gif", "webp_pipe"})
@@ -257,10 +261,17 @@ def decode_video(path: str | Path, frame_sink: FrameSink | None = None) -> Decod
         )
 
 
-def iter_rgb_frames(path: str | Path) -> Iterator[np.ndarray]:
+def iter_rgb_frames(path: str | Path, ahead_frames: int | None = None) -> Iterator[np.ndarray]:
     """The video's frames as (H, W, 3) uint8 RGB arrays, in decoding order: the same frames :func:`decode_video`
-    counts (video stream only, no audio), for a second pass by the visual extractors."""
-    path = Path(path)
+    counts (video stream only, no audio), for a second pass by the visual extractors. A thread decodes up to
+    ``ahead_frames`` frames (default :data:`FRAMES_AHEAD`; 0: none) ahead of the caller, so decoding overlaps what
+    the caller does with the frames."""
+    ahead_frames = FRAMES_AHEAD if ahead_frames is None else ahead_frames
+    frames = _decode_rgb(Path(path))
+    return frames if ahead_frames <= 0 else read_ahead(frames, ahead_frames)
+
+
+def _decode_rgb(path: Path) -> Iterator[np.ndarray]:
     try:
         with av.open(str(path)) as container:
             stream = container.streams.video[0]
@@ -269,6 +280,51 @@ def iter_rgb_frames(path: str | Path) -> Iterator[np.ndarray]:
                 yield frame.to_ndarray(format="rgb24")
     except (av.FFmpegError, OSError, IndexError) as exc:
         raise IngestError(path, f"decoding frames failed ({_cause(exc)})") from exc
+
+
+def read_ahead(items: Iterator, ahead: int) -> Iterator:
+    """``items`` as they are, produced by a thread that stays at most ``ahead`` items in front of the caller; an
+    error there is raised here, and leaving the loop early stops the thread."""
+    queue: Queue = Queue(maxsize=ahead)
+    stop = threading.Event()
+    done = object()
+
+    def put(entry: tuple) -> bool:
+        """Queue ``entry`` unless the consumer has left; False once it has."""
+        while not stop.is_set():
+            try:
+                queue.put(entry, timeout=0.1)
+                return True
+            except Full:
+                continue
+        return False
+
+    def produce() -> None:
+        try:
+            for item in items:
+                if not put((item, None)):
+                    return
+            put((done, None))
+        except BaseException as exc:  # noqa: BLE001  (handed to the consumer, raised there)
+            put((done, exc))
+        finally:
+            close = getattr(items, "close", None)
+            if close is not None:
+                close()
+
+    thread = threading.Thread(target=produce, name="read-ahead", daemon=True)
+    thread.start()
+    try:
+        while True:
+            item, error = queue.get()
+            if item is done:
+                if error is not None:
+                    raise error
+                return
+            yield item
+    finally:
+        stop.set()
+        thread.join()  # it notices within 0.1 s, or once the frame it is decoding is done
 
 
 def _declared_duration_s(container: av.container.InputContainer, stream: av.video.stream.VideoStream) -> float | None:

@@ -217,7 +217,7 @@ class Extraction:
                 if isinstance(output, VideoAttribute):
                     group.set_attribute(name, output.value)
                 else:
-                    self._write(group, name, output, provenance, video.n_frames)
+                    self._write(group, name, extractor.stored(name, output), provenance, video.n_frames)
         problems = verify_video(group, require_complete=False)
         if problems:
             raise ExtractionError("written group failed its check: " + "; ".join(problems))

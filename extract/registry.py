@@ -14,7 +14,7 @@ from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from extract.base import Extractor
+from extract.base import STORAGE_DTYPES, Extractor
 from features_store.cli import parse_assignment
 from features_store.errors import UsageError
 
@@ -133,14 +133,31 @@ def create(name: str, models_dir: str | Path | None = None, overrides: Mapping[s
     """An extractor for feature ``name`` with its default config, except ``settings`` for the config fields it has
     (e.g. ``subject`` for the face features) and ``overrides`` (``--set``: every key must be a config field); user
     weights are looked up with ``models_dir`` first (see :func:`extract.weights.models_search_path`). An unknown
-    name is a :class:`~features_store.errors.UsageError` listing the known ones."""
+    name is a :class:`~features_store.errors.UsageError` listing the known ones. ``dtype`` among the overrides is
+    the feature's storage dtype (:data:`extract.base.STORAGE_DTYPES`) unless its config has a field of that name."""
+    overrides = dict(overrides or {})
     if name not in _REGISTRY:
         family = _family(name)
         if family is None:
             raise _unknown(name)
-        factory, _, member = family
-        return factory(member, models_dir=models_dir, overrides=overrides or {})
-    cls = _REGISTRY[name]
-    fields = {f.name for f in dataclasses.fields(cls.config_class)}
-    config = cls.config_class(**{key: value for key, value in settings.items() if key in fields})
-    return cls(with_overrides(config, overrides, name), models_dir=models_dir)
+        factory, cls, member = family
+        storage_dtype = _storage_dtype(name, cls, overrides)
+        extractor = factory(member, models_dir=models_dir, overrides=overrides)
+    else:
+        cls = _REGISTRY[name]
+        storage_dtype = _storage_dtype(name, cls, overrides)
+        fields = {f.name for f in dataclasses.fields(cls.config_class)}
+        config = cls.config_class(**{key: value for key, value in settings.items() if key in fields})
+        extractor = cls(with_overrides(config, overrides, name), models_dir=models_dir)
+    extractor.storage_dtype = storage_dtype
+    return extractor
+
+
+def _storage_dtype(name: str, cls: type[Extractor], overrides: dict[str, Any]) -> str:
+    """The storage dtype ``--set NAME.dtype=...`` chose (removed from ``overrides``), else float32."""
+    if "dtype" in {f.name for f in dataclasses.fields(cls.config_class)} or "dtype" not in overrides:
+        return Extractor.storage_dtype
+    dtype = overrides.pop("dtype")
+    if dtype not in STORAGE_DTYPES:
+        raise UsageError(f"--set {name}.dtype={dtype!r}: a feature is stored as one of {', '.join(STORAGE_DTYPES)}")
+    return dtype

@@ -53,10 +53,10 @@ def _verify(store: FeatureStore) -> int:
 
 
 def _ls(store: FeatureStore) -> int:
-    for video_id in store.video_ids():
-        video = store.video(video_id)
-        state = "complete" if video.complete else "partial"
-        print(f"{video_id}\t{video.attrs.get('n_frames')}\t{state}\t{','.join(video.array_names())}")
+    for video_id, metadata in store.videos_metadata().items():
+        attrs = metadata["attributes"]
+        state = "complete" if attrs.get("complete") is True else "partial"
+        print(f"{video_id}\t{attrs.get('n_frames')}\t{state}\t{','.join(metadata['arrays'])}")
     return 0
 
 
@@ -106,7 +106,8 @@ def _main(argv: list[str]) -> int:
     info = commands.add_parser("info", help="videos, T, duration, features with shape/dtype/provenance")
     info.add_argument("store")
     info.add_argument("--json", action="store_true", help="machine-readable output")
-    commands.add_parser("verify", help="check every video group; non-zero exit on any inconsistency").add_argument("store")
+    verify = commands.add_parser("verify", help="check every video group; non-zero exit on any inconsistency")
+    verify.add_argument("store")
     commands.add_parser("ls", help="one line per video: id, T, state, arrays").add_argument("store")
     show = commands.add_parser("show", help="contact sheet of a video's faces over time (PNG)")
     show.add_argument("store")

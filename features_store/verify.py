@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from features_store.reading import read_rows
 from features_store.schema import ArraySchema
 from features_store.store import FeatureStore, VideoGroup
 
@@ -62,8 +63,8 @@ def verify_video(video: VideoGroup, require_complete: bool = True) -> list[str]:
         problems += [f"{name}: {p}" for p in found]
         attribute = array.attrs.get("indexes_attribute")
         if attribute is not None and not found:
-            problems += [f"{name}: {p}" for p in _verify_attribute_index(array[...], attrs.get(attribute), attribute,
-                                                                         frame_time)]
+            problems += [f"{name}: {p}" for p in _verify_attribute_index(read_rows(array), attrs.get(attribute),
+                                                                         attribute, frame_time)]
     return problems
 
 
@@ -134,7 +135,7 @@ def _verify_array(name: str, array, arrays: dict, n_frames: int, all_chunks_writ
         if validity not in arrays or arrays[validity].dtype != np.bool_ or arrays[validity].shape[0] != array.shape[0]:
             problems.append(f"its validity array {validity!r} is missing, not bool or of another length")
         else:
-            valid = arrays[validity]
+            valid = read_rows(arrays[validity])
     target = schema.indexes
     if target is not None and target not in arrays:
         problems.append(f"indexes missing array {target!r}")
@@ -142,7 +143,7 @@ def _verify_array(name: str, array, arrays: dict, n_frames: int, all_chunks_writ
         return problems
     previous_last = None
     for rows in _row_blocks(array):
-        data = array[rows]
+        data = read_rows(array, rows.start, rows.stop) if array.ndim else array[...]
         if data.dtype.kind == "f" and not np.all(np.isfinite(data)):
             problems.append("holds NaN or infinite values")
         if valid is not None and np.any(data[~valid[rows]]):

@@ -3,9 +3,10 @@ projections plus per-frame noise, so that how much a trick helps can be measured
 
 Per frame, a latent code (the EXPR class one-hot, the AU bits, valence and arousal) is projected into each modality's
 columns by that modality's own matrix, scaled by the modality's ``gain`` and drowned in Gaussian noise of standard
-deviation ``noise``. Labels are piecewise constant over segments of ``segment_frames`` (30-90) (VA a slow sine), classes drawn from
-``expr_prior`` and AUs present at ``au_rates`` (their part of the code scaled by ``au_strength``). Videos are ``train_<k>``, ``val_<k>`` and ``test_<k>``; ``test_<k>``
-also comes as ``test_<k>_no_<modality>`` with that modality invalid throughout (a missing face, a silent track).
+deviation ``noise``. Labels are piecewise constant over segments of ``segment_frames`` (30-90) (VA a slow sine),
+classes drawn from ``expr_prior`` and AUs present at ``au_rates`` (their part of the code scaled by ``au_strength``).
+Videos are ``train_<k>``, ``val_<k>`` and ``test_<k>``; ``test_<k>`` also comes as ``test_<k>_no_<modality>`` with
+that modality invalid throughout (a missing face, a silent track).
 The label CSV names the training and validation videos only; the test labels stay with the caller.
 """
 

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from conftest import SAMPLES
-from extract.ingest import AUDIO_SAMPLE_RATE_HZ, IngestError, decode_video
+from extract.ingest import AUDIO_SAMPLE_RATE_HZ, IngestError, decode_video, iter_rgb_frames, read_ahead
 from media_factory import decoded_frame_times, write_video
 
 # (path under ../shared/media, frames, nominal fps) from ../shared/media/README.md
@@ -97,3 +97,27 @@ def test_truncated_file_keeps_what_decodes_and_its_declared_length(tmp_path):
     video = decode_video(truncated)
     assert 0 < video.n_frames < 75
     np.testing.assert_array_equal(video.frame_time, decoded_frame_times(truncated))
+
+
+def test_frames_decoded_ahead_are_the_frames_in_order_and_the_thread_ends_with_the_loop():
+    import itertools
+    import threading
+
+    video = SAMPLES / "grid_id2_vcd_swwp2s.mpg"
+    plain = list(iter_rgb_frames(video, ahead_frames=0))
+    ahead = list(iter_rgb_frames(video, ahead_frames=4))
+    assert len(plain) == len(ahead) == decode_video(video).n_frames
+    assert all(np.array_equal(a, b) for a, b in zip(plain, ahead))
+    frames = iter_rgb_frames(video, ahead_frames=4)
+    assert len(list(itertools.islice(frames, 3))) == 3
+    frames.close()  # a consumer that stops early
+    assert not any(t.name == "read-ahead" for t in threading.enumerate())
+
+    def fails_after_two():
+        yield 1
+        yield 2
+        raise ValueError("decoder gave up")
+    with pytest.raises(ValueError, match="decoder gave up"):
+        list(read_ahead(fails_after_two(), 1))
+    with pytest.raises(IngestError, match="decoding frames failed"):
+        list(iter_rgb_frames(SAMPLES / "missing.mp4"))

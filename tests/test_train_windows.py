@@ -56,6 +56,13 @@ def test_reading_per_window_equals_reading_into_ram(features, sample_store):
     lazy = StoreFeatures(sample_store, ["logmel", "mfcc_mel"], [CREMA, GRID], in_memory=False)
     lazy.use_standardiser(features.fit_standardiser([CREMA, GRID]))
     np.testing.assert_array_equal(lazy.rows(CREMA, 100, 250)["audio"], features.rows(CREMA, 100, 250)["audio"])
+    for names in (["logmel"], ["logmel", "mfcc_mel"]):  # read straight into the batch, or column by column
+        batches = []
+        for in_memory in (True, False):
+            source = StoreFeatures(sample_store, names, [CREMA, GRID], in_memory=in_memory)
+            source.fit_standardiser([CREMA, GRID])
+            batches.append(next(WindowBatches(source, [CREMA, GRID], WindowConfig(64, 50), 16).batches()))
+        np.testing.assert_array_equal(batches[0].inputs["audio"], batches[1].inputs["audio"])
 
 
 def test_batches_pad_short_videos_and_mask_labels(features):

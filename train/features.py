@@ -21,6 +21,7 @@ import psutil
 
 from features_store import FeatureStore, StoreError
 from features_store.errors import AffectsyncError
+from features_store.reading import page_aligned_empty, read_rows
 from features_store.recipes import differing_keys, recipe
 
 LOG = logging.getLogger("affectsync.train")
@@ -46,12 +47,16 @@ class Standardiser:
     mean: dict[str, np.ndarray]
     std: dict[str, np.ndarray]
 
-    def apply(self, modality: str, rows: np.ndarray, valid: np.ndarray | None = None) -> np.ndarray:
-        """(rows - mean) / std as float32; rows whose modality is invalid stay zeros."""
-        out = (rows - self.mean[modality]) / self.std[modality]
-        if valid is not None:
+    def apply(self, modality: str, rows: np.ndarray, valid: np.ndarray | None = None,
+              in_place: bool = False) -> np.ndarray:
+        """(rows - mean) / std as float32; rows whose modality is invalid stay zeros. ``in_place``: overwrite
+        ``rows`` (float32, the caller's own copy) instead of allocating."""
+        out = rows if in_place else np.array(rows, dtype=np.float32)
+        out -= self.mean[modality]
+        out /= self.std[modality]
+        if valid is not None and not valid.all():
             out[~valid] = 0.0
-        return out.astype(np.float32, copy=False)
+        return out
 
     def save(self, path: Path) -> None:
         arrays = {f"{m}.mean": v for m, v in self.mean.items()} | {f"{m}.std": v for m, v in self.std.items()}
@@ -98,7 +103,7 @@ class StoreFeatures:
         self._valid: dict[str, dict[str, np.ndarray]] = {}
         if self.in_memory:
             for vid in self.video_ids:
-                self._raw[vid] = {m: self._read(vid, m, slice(None)) for m in self.modalities}
+                self._raw[vid] = {m: self._read(vid, m) for m in self.modalities}
 
     def _open_arrays(self, video_id: str) -> dict:
         """The video's feature arrays (zarr handles, opened once), checked: complete, present, per-frame, T rows."""
@@ -153,9 +158,20 @@ class StoreFeatures:
         """(T,) seconds: the presentation time of each frame of ``video_id``."""
         return self.store.video(video_id).read("frame_time")
 
-    def _read(self, video_id: str, modality: str, frames: slice) -> np.ndarray:
-        parts = [self._arrays[video_id][name][frames] for name in self.modalities[modality]]
-        return np.concatenate(parts, axis=1).astype(np.float32, copy=False)
+    def _read(self, video_id: str, modality: str, start: int = 0, stop: int | None = None,
+              out: np.ndarray | None = None) -> np.ndarray:
+        """Raw rows ``start:stop`` of ``modality``, its features side by side as float32 (into ``out`` if given)."""
+        stop = self.n_frames[video_id] if stop is None else stop
+        arrays = [self._arrays[video_id][name] for name in self.modalities[modality]]
+        if out is None:
+            out = page_aligned_empty((stop - start, self.modality_dims[modality]), np.float32)
+        if len(arrays) == 1 and arrays[0].dtype == np.float32 and out.flags.c_contiguous:
+            return read_rows(arrays[0], start, stop, out=out)  # straight from the chunk files into place
+        column = 0
+        for array in arrays:
+            out[:, column:column + array.shape[1]] = read_rows(array, start, stop)
+            column += array.shape[1]
+        return out
 
     def valid(self, video_id: str, modality: str) -> np.ndarray:
         """(T,) bool validity of ``modality`` in ``video_id`` (all True when the feature names none)."""
@@ -198,12 +214,20 @@ class StoreFeatures:
                 vid: {m: standardiser.apply(m, rows, self.valid(vid, m)) for m, rows in by_modality.items()}
                 for vid, by_modality in self._raw.items()}
 
-    def rows(self, video_id: str, start: int, stop: int) -> dict[str, np.ndarray]:
-        """Standardised rows ``start:stop`` of each modality: modality -> (stop - start, D_m) float32."""
+    def rows(self, video_id: str, start: int, stop: int,
+             out: Mapping[str, np.ndarray] | None = None) -> dict[str, np.ndarray]:
+        """Standardised rows ``start:stop`` of each modality: modality -> (stop - start, D_m) float32, written into
+        ``out`` (modality -> such an array, e.g. a window's place in a batch) when given."""
         if self.standardiser is None:
             raise RuntimeError("fit_standardiser or use_standardiser first")
         if self.in_memory:
-            return {m: rows[start:stop] for m, rows in self._normalised[video_id].items()}
-        return {m: self.standardiser.apply(m, self._read(video_id, m, slice(start, stop)),
-                                           self.valid(video_id, m)[start:stop])
+            rows = {m: rows[start:stop] for m, rows in self._normalised[video_id].items()}
+            if out is None:
+                return rows
+            for m, target in out.items():
+                target[...] = rows[m]
+            return dict(out)
+        out = out or {m: page_aligned_empty((stop - start, dim), np.float32) for m, dim in self.modality_dims.items()}
+        return {m: self.standardiser.apply(m, self._read(video_id, m, start, stop, out[m]),
+                                           self.valid(video_id, m)[start:stop], in_place=True)
                 for m in self.modalities}

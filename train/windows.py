@@ -154,8 +154,8 @@ class WindowBatches:
         label_masks = {t: np.zeros((n, length), bool) for t in tasks}
         for i, window in enumerate(windows):
             size = window.stop - window.start
-            for modality, rows in self.features.rows(window.video_id, window.start, window.stop).items():
-                inputs[modality][i, :size] = rows
+            self.features.rows(window.video_id, window.start, window.stop,
+                               out={modality: batch[i, :size] for modality, batch in inputs.items()})
             frame_mask[i, :size] = True
             for task in tasks:
                 rows = self.labels[window.video_id][task][window.start:window.stop]
