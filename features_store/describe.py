@@ -37,7 +37,7 @@ def describe_video(video_id: str, attrs: dict[str, Any], stored: dict[str, dict[
     for feature, entry in features.items():  # a feature's own array, else its first (``words``: word_index)
         name = feature if feature in arrays else entry["arrays"][0]
         entry.update(shape=arrays[name]["shape"], dtype=arrays[name]["dtype"],
-                     provenance=stored[name]["attributes"].get("provenance"))
+                     provenance=(stored[name].get("attributes") or {}).get("provenance"))
     return {
         "video_id": video_id,
         "complete": attrs.get("complete") is True,
