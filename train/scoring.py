@@ -18,7 +18,9 @@ from eval.metrics import task_scores
 from eval.tasks import TaskSpec
 from train.post_processing import PostProcessing
 
-OBJECTIVE_TERMS = ("va_mean", "expr_score", "au_score")
+TASK_SCORE = {"va": "va_mean", "expr": "expr_score", "au": "au_score"}
+"""Each task's ABAW score among the keys :func:`score` returns."""
+OBJECTIVE_TERMS = tuple(TASK_SCORE.values())
 
 
 def score(predictions: Mapping[str, Mapping[str, np.ndarray]], labels: Mapping[str, Mapping[str, np.ndarray]],

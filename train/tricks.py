@@ -26,11 +26,8 @@ import torch
 
 from eval.metrics import au_score
 from eval.tasks import TaskSpec
-from train.post_processing import PostProcessing
-from train.scoring import score
-
-TASK_SCORE = {"va": "va_mean", "expr": "expr_score", "au": "au_score"}
-"""The score of :func:`train.scoring.score` each task's smoothing window is chosen by."""
+from train.post_processing import AU_THRESHOLD, PostProcessing
+from train.scoring import TASK_SCORE, score
 
 Outputs = Mapping[str, Mapping[str, np.ndarray]]
 """video id -> task -> per-frame outputs, labels or (T,) bool masks."""
@@ -69,7 +66,7 @@ def choose_au_thresholds(probabilities: np.ndarray, gold: np.ndarray, task: Task
     for k in range(gold.shape[1]):
         scores = [au_score((probabilities[:, [k]] >= t).astype(np.int64), gold[:, [k]], task.protocol)["score"]
                   for t in candidates]
-        best = max(range(len(candidates)), key=lambda i: (round(scores[i], 12), -abs(candidates[i] - 0.5)))
+        best = max(range(len(candidates)), key=lambda i: (round(scores[i], 12), -abs(candidates[i] - AU_THRESHOLD)))
         chosen.append(float(candidates[best]))
     return tuple(chosen)
 
