@@ -4,7 +4,7 @@ Importing the package registers the built-in extractors, in the order ``--list-f
 (:mod:`extract.registry` lies below them: they import it, it imports none of them).
 """
 
-import extract.audio  # noqa: F401  (logmel, mfcc_mel, mel64)
+import extract.audio  # noqa: F401  (logmel, mfcc_mel, mel64, mel64_fine)
 import extract.faces.extractor  # noqa: F401  (identity, face_crop)
 import extract.faces.expression  # noqa: F401  (fer)
 import extract.faces.senet  # noqa: F401  (the face embeddings whose weights users bring)

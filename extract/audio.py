@@ -1,4 +1,5 @@
-"""Frame-synchronized audio features: ``logmel`` (M3T), ``mfcc_mel`` (seed 002) and ``mel64`` (TSAV).
+"""Frame-synchronized audio features: ``logmel`` (M3T), ``mfcc_mel`` (seed 002), ``mel64`` (TSAV) and ``mel64_fine``
+(seed 001).
 
 Every per-frame window is centred on ``frame_time[i]`` (converted to a sample position through the audio's own start
 time), never on ``i * hop``, so nothing drifts however long the video and whatever its frame rate. One core,
@@ -233,17 +234,37 @@ class Mel64(AudioExtractor):
         mel = log_mel_at(audio, row_time, round(c.window_s * c.sample_rate_hz), c.n_fft, c.n_mels)
         mel[~row_valid] = 0
         row_of_frame = np.rint((video.frame_time - row_time[0]) / hop_s).astype(np.int32)
-        clock = "mel64_time"
+        name, clock, validity = self.name, f"{self.name}_time", f"{self.name}_valid"
         return {
-            self.name: FeatureArray(mel, ArraySchema(
-                clock=clock, units=DB_UNITS, columns=column_names("mel", c.n_mels), validity="mel64_valid",
+            name: FeatureArray(mel, ArraySchema(
+                clock=clock, units=DB_UNITS, columns=column_names("mel", c.n_mels), validity=validity,
                 description=f"{c.n_mels} log-Mel bands at {1 / hop_s:g} Hz"),
-                {"rate_hz": 1 / hop_s, "window_placement": "centred on mel64_time"}),
+                {"rate_hz": 1 / hop_s, "window_placement": f"centred on {clock}"}),
             clock: FeatureArray(row_time, ArraySchema(
-                kind="time", clock=clock, units="s", description="time of each mel64 row on the frame_time clock")),
-            "mel64_valid": FeatureArray(row_valid, ArraySchema(
-                kind="validity", clock=clock,
-                description="True where the row's 20 ms window overlaps decoded audio; other rows are zeros")),
-            "mel64_row": FeatureArray(row_of_frame, ArraySchema(
-                kind="index", indexes=self.name, description="index of the mel64 row nearest each frame")),
+                kind="time", clock=clock, units="s", description=f"time of each {name} row on the frame_time clock")),
+            validity: FeatureArray(row_valid, ArraySchema(
+                kind="validity", clock=clock, description=f"True where the row's {c.window_s * 1000:g} ms window "
+                                                          "overlaps decoded audio; other rows are zeros")),
+            f"{name}_row": FeatureArray(row_of_frame, ArraySchema(
+                kind="index", indexes=name, description=f"index of the {name} row nearest each frame")),
         }
+
+
+@dataclass(frozen=True)
+class Mel64FineConfig(Mel64Config):
+    """Seed 001 (Sec. 4.2): 64 Mel bands, 10 ms window, 5 ms stride (200 Hz), for its TDNN; n_fft 400, TorchAudio's
+    MelSpectrogram default, which the paper used."""
+
+    window_s: float = 0.010
+    hop_s: float = 0.005
+    n_fft: int = 400
+
+
+@register
+class Mel64Fine(Mel64):
+    """``mel64_fine`` (R, 64) at 200 Hz with ``mel64_fine_time``, ``mel64_fine_valid`` and ``mel64_fine_row``, laid out
+    as ``mel64``'s arrays are."""
+
+    name = "mel64_fine"
+    version = "1"
+    config_class = Mel64FineConfig

@@ -2,7 +2,8 @@
 
 One row per weights file per feature: found or missing, the path it resolved to, its sha256 (the file's when found,
 the pinned one when missing), where it comes from and its license. ``onnx:<name>`` members are the ``<name>.json``
-configs found in the models search path.
+configs found in the models search path. The trunk networks' pretrained weights (:data:`extract.sources.TRUNK_WEIGHTS`)
+follow as ``train:<model>`` rows whose role is the training setting that takes the file.
 """
 
 from __future__ import annotations
@@ -12,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from extract import registry
-from extract.weights import WeightsError, models_search_path
+from extract.weights import WeightsError, models_search_path, trunk_weights
 
 
 def onnx_configs(models_dir: str | Path | None = None) -> list[str]:
@@ -36,22 +37,28 @@ def weights_table(models_dir: str | Path | None = None) -> list[dict[str, Any]]:
                          "path": None, "sha256": None, "source": "", "license": "", "problem": str(exc)})
             continue
         for role, bundle in extractor.weights().items():
-            status = bundle.status(extractor.models_search_path)
-            source = getattr(bundle, "download", None)
-            rows.append({"feature": feature, "role": role, **dataclasses.asdict(status),
-                         "download": None if source is None else getattr(source, "urls", (source.file_name,))[0],
-                         "non_commercial": getattr(bundle, "non_commercial", False)})
+            rows.append(_row(feature, role, bundle, extractor.models_search_path))
+    for model, bundles in trunk_weights().items():
+        rows += [_row(model, role, bundle, models_search_path(models_dir)) for role, bundle in bundles.items()]
     return rows
+
+
+def _row(feature: str, role: str, bundle, search_path) -> dict[str, Any]:
+    status = bundle.status(search_path)
+    source = getattr(bundle, "download", None)
+    return {"feature": feature, "role": role, **dataclasses.asdict(status),
+            "download": None if source is None else getattr(source, "urls", (source.file_name,))[0],
+            "non_commercial": getattr(bundle, "non_commercial", False)}
 
 
 def format_table(rows: list[dict[str, Any]], search_path: tuple[Path, ...]) -> str:
     """The rows as aligned text lines, then the search path and what to do about missing files."""
-    lines = [f"{'feature':<11} {'status':<8} {'file':<46} sha256"]
+    lines = [f"{'feature':<15} {'status':<8} {'file':<46} sha256"]
     for row in rows:
         sha = row["sha256"] or "(recorded when first used)"
-        lines.append(f"{row['feature']:<11} {'found' if row['found'] else 'MISSING':<8} {row['file']:<46} {sha}")
-        lines.append(f"{'':<11} {'':<8} path: {row['path'] or '-'}")
-        lines.append(f"{'':<11} {'':<8} source: {row['source']}; license: {row['license']}")
+        lines.append(f"{row['feature']:<15} {'found' if row['found'] else 'MISSING':<8} {row['file']:<46} {sha}")
+        lines.append(f"{'':<15} {'':<8} path: {row['path'] or '-'}")
+        lines.append(f"{'':<15} {'':<8} source: {row['source']}; license: {row['license']}")
     missing = sum(not row["found"] for row in rows)
     lines.append(f"models search path: {', '.join(str(p.resolve()) for p in search_path)} "
                  f"(--models DIR, then $AFFECTSYNC_MODELS, then models/)")

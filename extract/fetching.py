@@ -19,7 +19,7 @@ from typing import Any
 from extract import registry
 from extract.downloads import Download, DownloadError, HubSnapshot, download, unpack_member
 from extract.weights import (PINS_FILE, ModelFolder, PackagedWeights, UserWeights, WeightsBundle, WeightsError,
-                             file_sha256, models_search_path)
+                             file_sha256, models_search_path, trunk_weights)
 from features_store.errors import AffectsyncError, UsageError
 
 ARCHIVES_DIR = ".archives"
@@ -54,9 +54,12 @@ def fetch_features(features: Sequence[str], models_dir: str | Path | None = None
     settings = settings or {}
     done: list[Fetched] = []
     problems: list[str] = []
-    for feature in registry.with_requirements(list(features)):
-        extractor = registry.create(feature, models_dir=models_dir, overrides=settings.get(feature))
-        for role, bundle in extractor.weights().items():
+    trunks = trunk_weights()
+    wanted = {feature: trunks[feature] for feature in features if feature in trunks}
+    for feature in registry.with_requirements([feature for feature in features if feature not in trunks]):
+        wanted[feature] = registry.create(feature, models_dir=models_dir, overrides=settings.get(feature)).weights()
+    for feature, bundles in wanted.items():
+        for role, bundle in bundles.items():
             if isinstance(bundle, PackagedWeights):
                 continue
             try:

@@ -91,3 +91,22 @@ PUBLISHED_FILES: dict[str, tuple[Download, str | None]] = {
     "resnet50-11ad3fa6.pth": (RESNET50_IMAGENET, RESNET50_IMAGENET.sha256),
 }
 """Weights files affectsync can fetch by name: where from, and the file's own sha256 (None: not published)."""
+
+TORCHVISION_LICENSE = ("torchvision's pretrained weights: BSD-3-Clause code, weights under the terms of the dataset "
+                       "they were trained on (ImageNet-1k, Kinetics-400: research and education)")
+TORCHVISION_MODELS = "download.pytorch.org/models (torchvision 0.29's"
+TRUNK_WEIGHTS: dict[str, tuple[str, str, str]] = {
+    # file -> (the training model and setting that take it, where it comes from, license)
+    "r2plus1d_18-91a641e6.pth": ("tsav: --set pretrained_visual=", f"{TORCHVISION_MODELS} R(2+1)D-18, Kinetics-400)",
+                                 TORCHVISION_LICENSE),
+    "resnet18-f37072fd.pth": ("tsav: --set pretrained_aural=", f"{TORCHVISION_MODELS} ResNet-18, ImageNet-1k)",
+                              TORCHVISION_LICENSE),
+    "resnet50-11ad3fa6.pth": ("frame_cnn: --set pretrained=", f"{TORCHVISION_MODELS} ResNet-50, ImageNet-1k V2)",
+                              TORCHVISION_LICENSE),
+    "iresnet100_backbone.pth": ("frame_cnn: --set backbone=iresnet100 --set pretrained=",
+                                "insightface arcface_torch IResNet-100 backbone.pth (its model zoo, Glint360K; no "
+                                "direct download: save it under this name)", INSIGHTFACE_LICENSE),
+}
+"""The trunk networks' pretrained weights (``python -m train``, MODEL=tsav / frame_cnn): ``extract models`` lists
+them, ``extract models fetch train:tsav`` brings them."""
+

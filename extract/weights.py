@@ -16,44 +16,25 @@ The sha256 of every file used goes into the provenance of every array computed w
 
 from __future__ import annotations
 
-import hashlib
-import os
 import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass
-from functools import lru_cache
 from importlib import resources
 from pathlib import Path
 from typing import Any, Protocol
 
 from extract.downloads import Download, HubSnapshot
-from extract.sources import MODEL_FOLDERS, PUBLISHED_FILES
+from extract.sources import INSIGHTFACE_LICENSE, MODEL_FOLDERS, PUBLISHED_FILES, TRUNK_WEIGHTS
+from features_store.common import (DEFAULT_MODELS_DIR, MODELS_ENV, file_sha256,  # noqa: F401  (re-exported)
+                                   models_search_path)
 from features_store.errors import AffectsyncError
 
-MODELS_ENV = "AFFECTSYNC_MODELS"
-DEFAULT_MODELS_DIR = Path("models")
 PINS_FILE = "SHA256SUMS"
 """Users' own pins, next to their weights: lines of ``<sha256>  <file name>`` (what ``sha256sum *.pth`` prints)."""
 
 
 class WeightsError(AffectsyncError, FileNotFoundError):
     """A weights file is missing or is not the file expected."""
-
-
-@lru_cache(maxsize=64)
-def _cached_sha256(path: Path, size: int, mtime_ns: int) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
-def file_sha256(path: Path) -> str:
-    """Hex sha256 of a file (cached while its size and modification time stay the same)."""
-    path = Path(path).resolve()
-    stat = path.stat()
-    return _cached_sha256(path, stat.st_size, stat.st_mtime_ns)
 
 
 def configured_sha256(weights_file: Path) -> str | None:
@@ -66,17 +47,6 @@ def configured_sha256(weights_file: Path) -> str | None:
         if name.strip().lstrip("*") == weights_file.name:  # "*" marks binary mode in sha256sum's output
             return digest.lower()
     return None
-
-
-def models_search_path(models_dir: str | Path | None = None) -> tuple[Path, ...]:
-    """Where user weights are looked up, first match wins: ``models_dir`` (``--models``), ``$AFFECTSYNC_MODELS``,
-    then ``models/`` under the working directory."""
-    candidates = [models_dir, os.environ.get(MODELS_ENV) or None, DEFAULT_MODELS_DIR]
-    path: list[Path] = []
-    for candidate in candidates:
-        if candidate is not None and Path(candidate) not in path:
-            path.append(Path(candidate))
-    return tuple(path)
 
 
 @dataclass(frozen=True)
@@ -256,3 +226,15 @@ class ModelFolder(_StatusFromPath):
 
     def provenance(self, search_path: Sequence[Path] = ()) -> dict[str, Any]:
         return {**super().provenance(search_path), "folder": self.folder_path(search_path).name}
+
+
+def trunk_weights() -> dict[str, dict[str, UserWeights]]:
+    """The trunk networks' pretrained weights as ``{"train:<model>": {setting: bundle}}``, listed by ``extract models``
+    and brought by ``extract models fetch train:<model>`` (the training side finds them by file name)."""
+    bundles: dict[str, dict[str, UserWeights]] = {}
+    for file_name, (setting, what, license) in TRUNK_WEIGHTS.items():
+        model, role = setting.split(": ")
+        bundles.setdefault(f"train:{model}", {})[role] = UserWeights.published(
+            file_name, what, license, non_commercial=license == INSIGHTFACE_LICENSE)
+    return bundles
+

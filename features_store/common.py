@@ -1,15 +1,21 @@
-"""Small helpers every layer shares (the store is the bottom layer): UTC time stamps, the compute device, and
-out-of-memory errors that name the setting to lower."""
+"""Small helpers every layer shares (the store is the bottom layer): UTC time stamps, the compute device,
+out-of-memory errors that name the setting to lower, and where weights files are looked up."""
 
 from __future__ import annotations
 
 import datetime as dt
+import hashlib
+import os
 from collections.abc import Iterator
 from contextlib import contextmanager
+from functools import lru_cache
+from pathlib import Path
 from typing import Any
 
 from features_store.errors import OutOfMemory, UsageError
 
+MODELS_ENV = "AFFECTSYNC_MODELS"
+DEFAULT_MODELS_DIR = Path("models")
 _OUT_OF_MEMORY_SIGNS = ("out of memory", "can't allocate memory", "cannot allocate memory", "failed to allocate")
 
 
@@ -59,3 +65,30 @@ def out_of_memory_names(setting: str, value: Any) -> Iterator[None]:
             raise
         first_line = (str(error).strip().splitlines() or [type(error).__name__])[0][:200]
         raise OutOfMemory(f"out of memory with {setting} at {value}: lower it ({first_line})") from error
+
+
+def models_search_path(models_dir: str | Path | None = None) -> tuple[Path, ...]:
+    """Where user weights are looked up, first match wins: ``models_dir`` (``--models``), ``$AFFECTSYNC_MODELS``,
+    then ``models/`` under the working directory."""
+    candidates = [models_dir, os.environ.get(MODELS_ENV) or None, DEFAULT_MODELS_DIR]
+    path: list[Path] = []
+    for candidate in candidates:
+        if candidate is not None and Path(candidate) not in path:
+            path.append(Path(candidate))
+    return tuple(path)
+
+
+@lru_cache(maxsize=64)
+def _cached_sha256(path: Path, size: int, mtime_ns: int) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def file_sha256(path: Path) -> str:
+    """Hex sha256 of a file (cached while its size and modification time stay the same)."""
+    path = Path(path).resolve()
+    stat = path.stat()
+    return _cached_sha256(path, stat.st_size, stat.st_mtime_ns)

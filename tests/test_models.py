@@ -15,12 +15,14 @@ from train.models import (DEFAULT_MODEL, MODELS, REFERENCE_MODALITY_DIMS, ModelS
                           build_model_from_config, co_attention, count_parameters, format_models_table,
                           model_config_dict, model_names, reference_parameter_counts)
 from train.models.tcn import CoAttentionFusion
+from train.models.trunks import TRUNK_MODELS
 
 B, L, PAD = 2, 40, 13          # row 1 of every batch ends in PAD padded frames
 TWO = {"audio": 6, "face": 10}
 ONE = {"word": 7}
 TASKS = {"va": va_task(), "expr": expr_task(), "au": au_task()}
-CASES = [(name, task) for name, spec in MODELS.items() for task in spec.tasks]
+SEQUENCE_MODELS = [name for name in MODELS if name not in TRUNK_MODELS]  # the trunks: tests/test_trunk_models.py
+CASES = [(name, task) for name in SEQUENCE_MODELS for task in MODELS[name].tasks]
 # narrower widths keep the many cases fast (CPU GRU backward is slow at 512 cells); the default widths run in
 # test_default_configs_all_tasks_at_once_and_no_mask and test_transformer_mask_is_key_padding_mask
 SMALL = {
@@ -91,7 +93,7 @@ def test_forward_shapes_and_one_training_step(name, task_name, dims):
 
 
 def test_default_configs_all_tasks_at_once_and_no_mask():
-    for name in MODELS:
+    for name in SEQUENCE_MODELS:
         model = build_model(name, TWO, [TASKS[t] for t in MODELS[name].tasks])
         inputs, _ = make_batch(TWO)
         with torch.no_grad():
@@ -100,7 +102,7 @@ def test_default_configs_all_tasks_at_once_and_no_mask():
         assert {k: tuple(v.shape) for k, v in out.items()} == expected
 
 
-@pytest.mark.parametrize("name", list(MODELS))
+@pytest.mark.parametrize("name", SEQUENCE_MODELS)
 def test_real_frames_do_not_depend_on_padding(name):
     """Eval mode: real frames of a padded row equal the same row run alone at its true length, whatever the padding
     holds (the transformer through its key padding mask, bi-GRUs by packing, convolutions by causality)."""
@@ -240,7 +242,7 @@ def test_build_model_errors(monkeypatch):
 def test_registry_config_round_trip_and_counts():
     assert DEFAULT_MODEL == "m3t_concat" == model_names()[0]
     assert model_names() == ["m3t_concat", "m3t_attention", "gru_seed002", "tcn_coattention",
-                             "transformer_seed001", "tsav_tcn"]
+                             "transformer_seed001", "tsav_tcn", "tsav", "m3t_3dvgg", "tdnn_transformer", "frame_cnn"]
     for name, spec in MODELS.items():
         assert dataclasses.is_dataclass(spec.config_class) and spec.config_class.__dataclass_params__.frozen
         assert set(spec.tasks) <= set(TASK_ORDER) and spec.description

@@ -36,7 +36,7 @@ def recipes() -> dict:
 
 
 def test_recipes_list_the_papers_values(recipes):
-    assert set(recipes) == {"abaw3", "seed002", "seed001", "tsav", "m3t"}
+    assert set(recipes) == {"abaw3", "seed002", "seed001", "tsav", "tsav_trunks", "m3t", "m3t_visual"}
     abaw3 = recipes["abaw3"]  # seed 003 sec. 3.3-3.4
     assert abaw3["model"] == "tcn_coattention" and abaw3["folds"] == 6
     assert (abaw3["window"]["length_frames"], abaw3["window"]["hop_frames"]) == (300, 200)
@@ -61,6 +61,11 @@ def test_recipes_list_the_papers_values(recipes):
     assert (tsav["optim"]["optimizer"], tsav["optim"]["learning_rate"]) == ("adam", 1e-3)
     assert tsav["optim"]["batch_size"] * tsav["optim"]["accumulate_batches"] == 320
     assert tsav["labels"]["filter_labels"] and tsav["labels"]["pseudo_labels"] == ["valence"]
+    trunks = recipes["tsav_trunks"]  # the same recipe on the paper's own network: 4 windows of 8 frames x 10
+    assert trunks["model"] == "tsav" and trunks["window"]["length_frames"] == 8
+    frames_per_step = trunks["optim"]["batch_size"] * trunks["window"]["length_frames"]
+    assert frames_per_step * trunks["optim"]["accumulate_batches"] == 320
+    assert recipes["m3t_visual"]["model"] == "m3t_3dvgg" and recipes["m3t_visual"]["optim"] == recipes["m3t"]["optim"]
     m3t = recipes["m3t"]
     assert m3t["window"]["length_frames"] == 32 and m3t["window"]["sampling"] == "random"
     assert m3t["window"]["random_windows_per_video"] == 200 and m3t["optim"]["batch_size"] == 64
@@ -72,7 +77,7 @@ def test_recipes_list_the_papers_values(recipes):
         assert not (recipe["tricks"]["smoothing"] or recipe["tricks"]["au_thresholds"]), name
         assert recipe["tricks"]["logit_adjustment_tau"] == 0 and recipe["tricks"]["modality_dropout"] == 0, name
         assert all(source.startswith(("seed 00", "ours", "the ")) for source in recipe["sources"].values()), name
-        assert "seed 00" in recipe["sources"]["optim.learning_rate"] or name == "m3t"
+        assert "seed 00" in recipe["sources"]["optim.learning_rate"] or name in ("m3t", "m3t_visual")
 
 
 def test_the_cyclical_schedule_is_triangular():

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import csv
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -19,6 +20,7 @@ from train.predict import load_trained
 
 CLIPS = ("NEU", "HAP", "SAD", "ANG", "FEA", "DIS")
 FEATURES = "logmel,mfcc_mel"
+ONE_THREAD = {"OMP_NUM_THREADS": "1"}
 SMALL_M3T = ("--set", "modality_dim=64", "--set", "gru_hidden=64", "--set", "fc_dim=64")  # M3T's sizes, CPU-small
 
 
@@ -30,7 +32,7 @@ def cremad(shared_media, tmp_path_factory) -> tuple[str, Path]:
     work = tmp_path_factory.mktemp("cremad")
     store = str(work / "cremad.zarr")
     videos = [folder / f"1001_DFA_{clip}_XX.flv" for clip in CLIPS] + [folder / "derived_1001_DFA_concat.mp4"]
-    report = run_extraction(videos, store, FEATURES.split(","), progress=False)
+    report = run_extraction(videos, store, [*FEATURES.split(","), "face_crop", "mel64"], progress=False)
     assert not report.failed, report.failed
     opened = FeatureStore(store)
     clip_emotion = {row["file"].removesuffix(".flv"): row["intended_emotion"]
@@ -128,3 +130,38 @@ def test_the_abaw3_recipe_trains_on_cremad(cremad, tmp_path):
     assert config["recipe"] == "abaw3" and config["overrides"] == {"optim.epochs": 1}
     assert config["model"]["name"] == "tcn_coattention" and config["optim"]["learning_rate"] == 1e-5
     assert (config["window"]["length_frames"], config["window"]["hop_frames"]) == (300, 200)
+
+
+TINY_TSAV = ("--set visual_widths=[4,8,8,16] --set aural_widths=[4,8,8,16] --set crop_fraction=0.5 "
+             "--set spectrogram_rows=301 --sampling random --windows-per-video 4 --batch-size 4 --lr 3e-3")
+
+
+@pytest.mark.slow
+def test_make_train_tsav_fits_the_training_clips_from_crops_masks_and_mel64_and_predicts_every_frame(cremad,
+                                                                                                       tmp_path):
+    """The issue's command: `make train MODEL=tsav FEATURES=face_crop,face_mask,mel64` (CPU-small: tiny widths, 56 px
+    crops, a 3 s sub-spectrogram, the clips being 2 s long, 4 random 8-frame windows per clip and epoch; one thread, as
+    tiny 3D convolutions run fastest) learns the six training clips' emotions from RGB + mask clips and
+    sub-spectrograms, and `train predict` writes every frame of every video."""
+    store, labels = cremad
+    repo = Path(__file__).resolve().parents[1]
+    done = subprocess.run(["make", "--no-print-directory", "train", f"STORE={store}", f"LABELS={labels}", "MODEL=tsav",
+                           "FEATURES=face_crop,face_mask,mel64", "NAME=tsav",
+                           f"TRAIN_ARGS=--runs-dir {tmp_path / 'runs'} --epochs 10 --quiet {TINY_TSAV}"],
+                          cwd=repo, capture_output=True, text=True, timeout=1200, env=os.environ | ONE_THREAD)
+    assert done.returncode == 0, done.stderr[-3000:]
+    run_dir = Path(done.stdout.strip().splitlines()[-1])
+    config = json.loads((run_dir / "config.json").read_text())
+    assert config["modality_dims"] == {"face_clip": [8, 112, 112, 4], "spectrogram": [301, 64]}
+    assert config["features"] == ["face_crop", "face_mask", "mel64"] and config["model"]["name"] == "tsav"
+    metrics = json.loads((run_dir / "metrics.json").read_text())
+    assert metrics["final"]["train"]["expr_accuracy"] >= 0.9, metrics["final"]
+    assert "random weights" in done.stderr  # no pretrained trunk was given, and the log says so
+
+    out = tmp_path / "predictions"
+    done = run_cli("predict", str(run_dir), store, "--out", str(out), cwd=tmp_path)
+    assert done.returncode == 0, done.stderr[-3000:]
+    opened = FeatureStore(store)
+    for video_id in opened.video_ids():
+        frames = [int(row[0]) for row in list(csv.reader((out / f"{video_id}.csv").open()))[1:]]
+        assert frames == list(range(opened.video(video_id).n_frames))

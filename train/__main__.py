@@ -27,7 +27,7 @@ from train.experiment import Experiment, ExperimentConfig
 from train.loop import OptimConfig
 from train.losses import LossConfig
 from train.models import DEFAULT_MODEL, MODELS, reference_parameter_counts
-from train.models import REFERENCE_MODALITY_DIMS
+from train.models import REFERENCE_MODALITY_DIMS, TRUNK_INPUTS_NOTE
 from train.predict import predict_store
 from train.recipes import RECIPES, LabelRules, Recipe, recipe
 from train.tricks import TricksConfig
@@ -78,6 +78,9 @@ SETTINGS = (
     ("--no-mixed-precision", "optim", "mixed_precision",
      {"action": "store_const", "const": False, "help": "CUDA: train in float32"}),
     ("--seed", "optim", "seed", {"type": int}),
+    ("--data-workers", "optim", "data_workers",
+     {"type": int, "help": "processes assembling training batches, each opening the store itself (default 0: one "
+                           "batch ahead on a thread)"}),
     ("--va-loss", "loss", "va_loss", {"choices": ("ccc", "mse")}),
     ("--expr-loss", "loss", "expr_loss", {"choices": ("ce", "focal")}),
     ("--lambda-expr", "loss", "lambda_expr",
@@ -129,6 +132,13 @@ def train_parser() -> argparse.ArgumentParser:
                    "recipes` lists them); any option below replaces one of its values")
     p.add_argument("--model", choices=list(MODELS), help=f"the model (default: the recipe's, else {DEFAULT_MODEL})")
     p.add_argument("--set", action="append", default=[], metavar="FIELD=VALUE", help="model config override")
+    p.add_argument("--route", action="append", default=[], metavar="BRANCH=FEATURE",
+                   help="m3t_3dvgg: which 2D static feature joins which branch's 3D features, e.g. valence=fer "
+                        "(repeatable; default: every vector feature to both branches)")
+    p.add_argument("--init-from", metavar="RUN", help="start from a previous run's weights wherever names and "
+                   "shapes match (a trunk run's into a fusion model)")
+    p.add_argument("--freeze", type=_csv, default=(), metavar="MODULE,...",
+                   help="keep these modules as they are (e.g. visual,aural; see the model's state dict names)")
     p.add_argument("--folds", type=int, help="1: the official split; 6: ABAW3's 6-fold CV (default: the recipe's)")
     p.add_argument("--name", default=None, help="run name (default: model, features and time)")
     p.add_argument("--runs-dir", default="runs")
@@ -165,13 +175,14 @@ def experiment_config(args: argparse.Namespace) -> ExperimentConfig:
         store=args.store, labels=args.labels, features=args.features,
         tasks=args.tasks,
         label_columns=_pairs(args.label_column, "TASKCOL=CSVCOL", "expr=intended_emotion", as_json=False),
-        model=model, model_overrides=_pairs(args.set, "FIELD=VALUE", "gru_hidden=128"),
+        model=model, model_overrides=_pairs(args.set, "FIELD=VALUE", "gru_hidden=128") | (
+            {"route": tuple(args.route)} if args.route else {}),
         folds=args.folds if args.folds is not None else (chosen.folds[0] if chosen else 1),
         window=sections["window"], optim=sections["optim"], loss=sections["loss"], tricks=sections["tricks"],
         filter_labels=labels.filter_labels, pseudo_labels=labels.pseudo_labels, strict_labels=labels.strict_labels,
         protocol=labels.protocol, cross_task_rule=labels.cross_task_rule, recipe=args.recipe,
         overrides={key: list(value) if isinstance(value, tuple) else value for key, value in overrides.items()},
-        device=args.device)
+        device=args.device, init_from=args.init_from, freeze=args.freeze)
 
 
 def run_training(argv: list[str]) -> int:
@@ -205,6 +216,7 @@ def list_recipes(argv: list[str]) -> int:
 
 
 def list_models() -> int:
+    logging.getLogger("affectsync.train").setLevel(logging.WARNING)  # building each model is not training it
     counts = reference_parameter_counts()
     dims = ", ".join(f"{m} {d}" for m, d in REFERENCE_MODALITY_DIMS.items())
     print(f"{'model':<22}{'parameters':>12}  {'windows':<24}description")
@@ -214,7 +226,8 @@ def list_models() -> int:
         windows = f"{w.sampling} {w.length_frames}/{w.hop_frames}" + (
             f" x{w.random_windows_per_video}" if w.sampling == "random" else "")
         print(f"{name:<22}{counts[name]:>12,}  {windows:<24}{spec.description}{default}")
-    print(f"(parameters for inputs {dims} and tasks va, expr, au; windows: sampling length/hop in frames)")
+    print(f"(parameters for inputs {dims} and tasks va, expr, au, {TRUNK_INPUTS_NOTE}; windows: sampling "
+          "length/hop in frames)")
     return 0
 
 

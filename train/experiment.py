@@ -32,10 +32,13 @@ from train.features import StoreFeatures, Standardiser
 from train.folds import Fold, make_folds, without_cross_task_training
 from train.loop import FoldData, OptimConfig, TrainResult, fit, seed_everything
 from train.losses import LossConfig, au_pos_weight
-from train.models import DEFAULT_MODEL, build_model, count_parameters, model_config_dict
+from train.clips import ClipSpec
+from train.models import (DEFAULT_MODEL, MODELS, build_model, count_parameters, model_config,
+                          model_config_dict)
 from train.plots import training_curve
 from train.predict import write_prediction_csvs
 from train.pseudo_labels import EpochPseudoLabels, filter_inconsistent, fit_va_histograms
+from train.stages import freeze, init_from_run
 from train.tricks import TricksConfig, expr_logit_offsets
 from train.windows import WindowConfig
 
@@ -72,6 +75,10 @@ class ExperimentConfig:
     overrides: Mapping[str, Any] = field(default_factory=dict)
     """The settings given besides the recipe's (recorded in config.json)."""
     device: str = "auto"
+    init_from: str | None = None
+    """A previous run whose matching weights the model starts from (:mod:`train.stages`)."""
+    freeze: tuple[str, ...] = ()
+    """Modules kept as they are (e.g. ``visual`` after ``init_from``)."""
 
 
 def trainable_features(store: FeatureStore, video_ids: Sequence[str]) -> list[str]:
@@ -158,7 +165,12 @@ class Experiment:
         self.video_ids = sorted(self.labels)
         self.tasks = self.label_set.tasks
         features = list(config.features) or trainable_features(self.store, self.video_ids)
-        self.features = StoreFeatures(self.store, features, self.video_ids)
+        try:  # a wrong --set field or model name fails now, not after the data is loaded
+            model_settings = model_config(config.model, **dict(config.model_overrides))
+        except ValueError as exc:
+            raise TrainError(f"model {config.model!r}: {exc}") from exc
+        self.features = StoreFeatures(self.store, features, self.video_ids, clips=ClipSpec.of(model_settings),
+                                      group_by=MODELS[config.model].group_by)
         labelled = {task: [vid for vid in self.video_ids if spec.valid(self.labels[vid][task]).any()]
                     for task, spec in self.tasks.items()}
         self.folds = make_folds(labelled, self.label_set.splits, config.folds)
@@ -171,8 +183,8 @@ class Experiment:
                     LOG.info("fold %d: %d video(s) validate a task, so they train no task there: %s", fold.index,
                              len({v for videos in dropped.values() for v in videos}),
                              "; ".join(f"{task}: {', '.join(videos)}" for task, videos in dropped.items()))
-        try:  # a wrong --set field or model name fails now, not after the data is loaded into a fold
-            build_model(config.model, self.features.modality_dims, list(self.tasks.values()),
+        try:  # inputs the model cannot take fail now, not after the data is loaded into a fold
+            build_model(config.model, self.features.model_inputs, list(self.tasks.values()),
                         **dict(config.model_overrides))
         except ValueError as exc:
             raise TrainError(f"model {config.model!r}: {exc}") from exc
@@ -218,8 +230,12 @@ class Experiment:
         data = FoldData(self.features, self.tasks, self.labels, train_masks, val_masks, train_ids, val_ids, pos_weight,
                         learn_labels, learn_masks, pseudo, logit_offsets)
         seed_everything(self.config.optim.seed + fold.index)  # the initial weights too are reproducible
-        model = build_model(self.config.model, self.features.modality_dims, list(self.tasks.values()),
+        model = build_model(self.config.model, self.features.model_inputs, list(self.tasks.values()),
                             **dict(self.config.model_overrides))
+        if self.config.init_from:
+            init_from_run(model, self.config.init_from, fold.index)
+        if self.config.freeze:
+            freeze(model, self.config.freeze)
         LOG.info("fold %d: %d training and %d validation videos, model %s with %d parameters", fold.index,
                  len(train_ids), len(val_ids), self.config.model, count_parameters(model))
         result = fit(model, data, self.config.window, self.config.optim, self.config.loss, self.device,
@@ -240,7 +256,7 @@ class Experiment:
             "features": self.features.features,
             "feature_recipes": self.features.recipes,
             "modalities": self.features.modalities,
-            "modality_dims": self.features.modality_dims,
+            "modality_dims": self.features.model_inputs,
             "tasks": tasks_to_json(self.tasks),
             "model": model_config_dict(result.model),
             "parameters": count_parameters(result.model),
@@ -265,6 +281,9 @@ class Experiment:
                      "cross_task_dropped": self.cross_task_dropped.get(fold.index, {})},
             "label_messages": self.label_messages,
             "device": str(self.device),
+            "init_from": self.config.init_from,
+            "freeze": list(self.config.freeze),
+            "pretrained_sha256": dict(getattr(result.model, "pretrained_sha256", {})),
         }
         (out / "config.json").write_text(json.dumps(config, indent=2))
         metrics = {"epochs": result.epochs, "final": result.final, "best_epoch": result.best_epoch,

@@ -2,7 +2,9 @@
 
 A feature's modality is named by its validity array (``audio_valid`` -> ``audio``, ``face_valid`` -> ``face``,
 ``word_valid`` -> ``word``); features of one modality are concatenated column-wise, in the order given, so fusion models
-see one input per modality. Only per-frame features (T rows) can be trained on.
+see one input per modality (or one input per feature, ``group_by="feature"``, for models that route features,
+M3T's 3D VGG). Per-frame vector features (T, D) are standardised here; the trunk networks' inputs (face clips and
+sub-spectrograms cut from ``face_crop``, ``face_mask``, ``mel64``, ``mel64_fine``) come from :mod:`train.clips`.
 
 Data loading must never be what a training step waits for: when the selected features fit comfortably in RAM they are
 read once, standardised once and sliced from memory; otherwise each window is read from the store chunk-wise.
@@ -13,7 +15,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Literal
 from pathlib import Path
 
 import numpy as np
@@ -23,6 +25,7 @@ from features_store import FeatureStore, StoreError
 from features_store.errors import AffectsyncError
 from features_store.reading import page_aligned_empty, read_rows
 from features_store.recipes import differing_keys, recipe
+from train.clips import TRUNK_FEATURES, ClipSpec, StoreClips
 
 LOG = logging.getLogger("affectsync.train")
 
@@ -78,7 +81,8 @@ class StoreFeatures:
     """
 
     def __init__(self, store: FeatureStore, features: Sequence[str], video_ids: Sequence[str],
-                 in_memory: bool | None = None):
+                 in_memory: bool | None = None, clips: ClipSpec | None = None,
+                 group_by: Literal["modality", "feature"] = "modality"):
         if not features:
             raise FeatureError("no features selected (FEATURES=a,b,...)")
         if not video_ids:
@@ -86,7 +90,16 @@ class StoreFeatures:
         self.store = store
         self.features = list(features)
         self.video_ids = list(video_ids)
+        self.group_by = group_by
         self.n_frames = {vid: store.video(vid).n_frames for vid in self.video_ids}
+        trunk_features = [name for name in self.features if name in TRUNK_FEATURES]
+        if trunk_features and clips is None:
+            raise FeatureError(f"{', '.join(trunk_features)}: clip and spectrogram inputs of the trunk networks; "
+                               "choose a trunk model (MODEL=tsav, m3t_3dvgg, tdnn_transformer or frame_cnn) or "
+                               "per-frame features")
+        self.vector_features = [name for name in self.features if name not in TRUNK_FEATURES]
+        self.clips = StoreClips(store, trunk_features, self.video_ids, clips) if trunk_features else None
+        """The trunk inputs (None when only vector features are selected)."""
         self._arrays = {vid: self._open_arrays(vid) for vid in self.video_ids}
         self.modalities, self.modality_dims, self.validity = self._describe()
         self.recipes = self._recipes()
@@ -105,13 +118,20 @@ class StoreFeatures:
             for vid in self.video_ids:
                 self._raw[vid] = {m: self._read(vid, m) for m in self.modalities}
 
+    def reopen(self) -> None:
+        """Open the store and every array read per window anew (in a DataLoader worker, after the fork)."""
+        self.store = FeatureStore(self.store.location)
+        self._arrays = {vid: self._open_arrays(vid) for vid in self.video_ids}
+        if self.clips is not None:
+            self.clips = StoreClips(self.store, self.clips.features, self.video_ids, self.clips.spec)
+
     def _open_arrays(self, video_id: str) -> dict:
         """The video's feature arrays (zarr handles, opened once), checked: complete, present, per-frame, T rows."""
         video = self.store.video(video_id)
         if not video.complete:
             raise FeatureError(f"{self.store.location}: video {video_id!r} is not complete; re-run extraction")
         arrays = {}
-        for feature in self.features:
+        for feature in self.vector_features:
             try:
                 array = video.array(feature)
             except StoreError as exc:
@@ -130,24 +150,28 @@ class StoreFeatures:
         modalities: dict[str, list[str]] = {}
         dims: dict[str, int] = {}
         validity: dict[str, str | None] = {}
-        for feature in self.features:
+        for feature in self.vector_features:
             widths = {arrays[feature].shape[1] for arrays in self._arrays.values()}
             if len(widths) > 1:
                 raise FeatureError(f"feature {feature!r} has different widths across videos: {sorted(widths)}")
             attrs = dict(self._arrays[self.video_ids[0]][feature].attrs)
-            modality = modality_of(attrs)
+            modality = feature if self.group_by == "feature" else modality_of(attrs)
             modalities.setdefault(modality, []).append(feature)
             dims[modality] = dims.get(modality, 0) + widths.pop()
             validity[modality] = attrs.get("validity")
         return modalities, dims, validity
 
+    def _provenance(self, video_id: str, feature: str) -> Any:
+        arrays = self._arrays[video_id] if feature in self.vector_features else self.clips.arrays(video_id)
+        return arrays[feature].attrs.get("provenance")
+
     def _recipes(self) -> dict[str, dict[str, Any]]:
         recipes = {}
         for feature in self.features:
             first = self.video_ids[0]
-            recipes[feature] = recipe(self._arrays[first][feature].attrs.get("provenance"))
+            recipes[feature] = recipe(self._provenance(first, feature))
             for vid in self.video_ids[1:]:
-                differing = differing_keys(recipes[feature], recipe(self._arrays[vid][feature].attrs.get("provenance")))
+                differing = differing_keys(recipes[feature], recipe(self._provenance(vid, feature)))
                 if differing:
                     raise FeatureError(f"{self.store.location}: feature {feature!r} of video {vid!r} was extracted "
                                        f"with another recipe than video {first!r} (differing: {', '.join(differing)}); "
@@ -214,20 +238,36 @@ class StoreFeatures:
                 vid: {m: standardiser.apply(m, rows, self.valid(vid, m)) for m, rows in by_modality.items()}
                 for vid, by_modality in self._raw.items()}
 
+    @property
+    def input_shapes(self) -> dict[str, tuple[tuple[int, ...], np.dtype]]:
+        """Every input of a window frame: name -> (per-frame shape, dtype): each vector modality ((D_m,), float32),
+        then the trunk inputs of :mod:`train.clips`."""
+        shapes = {m: ((dim,), np.dtype(np.float32)) for m, dim in self.modality_dims.items()}
+        return shapes | (self.clips.input_shapes if self.clips else {})
+
+    @property
+    def model_inputs(self) -> dict[str, int | tuple[int, ...]]:
+        """What a model is built for (``build_model``'s ``modality_dims``): vector modality -> width, and each trunk
+        input -> its per-frame shape."""
+        return dict(self.modality_dims) | (self.clips.model_inputs if self.clips else {})
+
     def rows(self, video_id: str, start: int, stop: int,
              out: Mapping[str, np.ndarray] | None = None) -> dict[str, np.ndarray]:
-        """Standardised rows ``start:stop`` of each modality: modality -> (stop - start, D_m) float32, written into
-        ``out`` (modality -> such an array, e.g. a window's place in a batch) when given."""
+        """Frames ``start:stop`` of every input (:attr:`input_shapes`): standardised float32 rows of each modality and
+        the trunk inputs, written into ``out`` (input name -> (stop - start, *shape) array, e.g. a window's place in a
+        batch) when given."""
         if self.standardiser is None:
             raise RuntimeError("fit_standardiser or use_standardiser first")
-        if self.in_memory:
-            rows = {m: rows[start:stop] for m, rows in self._normalised[video_id].items()}
-            if out is None:
-                return rows
-            for m, target in out.items():
-                target[...] = rows[m]
-            return dict(out)
-        out = out or {m: page_aligned_empty((stop - start, dim), np.float32) for m, dim in self.modality_dims.items()}
-        return {m: self.standardiser.apply(m, self._read(video_id, m, start, stop, out[m]),
-                                           self.valid(video_id, m)[start:stop], in_place=True)
-                for m in self.modalities}
+        if out is None and self.in_memory and self.clips is None:
+            return {m: rows[start:stop] for m, rows in self._normalised[video_id].items()}
+        out = dict(out) if out is not None else {name: page_aligned_empty((stop - start, *shape), dtype)
+                                                 for name, (shape, dtype) in self.input_shapes.items()}
+        for m in self.modalities:
+            if self.in_memory:
+                out[m][...] = self._normalised[video_id][m][start:stop]
+            else:
+                self.standardiser.apply(m, self._read(video_id, m, start, stop, out[m]),
+                                        self.valid(video_id, m)[start:stop], in_place=True)
+        if self.clips is not None:
+            self.clips.fill(video_id, start, stop, out)
+        return out

@@ -30,6 +30,7 @@ from train.losses import LossConfig, MultiTaskLoss, TaskSchedule
 from train.post_processing import PostProcessing
 from train.predict import predict_frames
 from train.scoring import score
+from train.stages import keep_frozen_in_eval
 from train.tricks import TricksConfig, choose_post_processing, drop_modalities
 from train.windows import Batch, WindowBatches, WindowConfig
 
@@ -51,7 +52,9 @@ class OptimConfig:
     over ``cyclical_step_up_epochs`` epochs of steps and back); ``min_learning_rate``: training stops once the
     plateau schedule takes the LR below it (0: never); ``early_stopping_patience``: epochs without improvement before
     stopping; ``reload_best_each_epoch``: load the best state so far at the end of every epoch without improvement
-    (ABAW3); ``gradient_clip``: max gradient norm; ``mixed_precision``: float16 autocast, used only on CUDA.
+    (ABAW3); ``gradient_clip``: max gradient norm; ``mixed_precision``: float16 autocast, used only on CUDA;
+    ``data_workers``: processes assembling training batches (0: one batch ahead on a thread; the trunk models' clips
+    on a GPU want several).
     """
 
     epochs: int = 50
@@ -73,6 +76,7 @@ class OptimConfig:
     gradient_clip: float = 5.0
     seed: int = 0
     mixed_precision: bool = True
+    data_workers: int = 0
 
     def __post_init__(self) -> None:
         if self.optimizer not in OPTIMIZERS:
@@ -145,11 +149,12 @@ class TrainingBatches:
     one task per epoch, or one per batch in turn, each drawn from the videos with training labels for that task.
     """
 
-    def __init__(self, data: FoldData, window: WindowConfig, batch_size: int, schedule: TaskSchedule, seed: int):
+    def __init__(self, data: FoldData, window: WindowConfig, batch_size: int, schedule: TaskSchedule, seed: int,
+                 workers: int = 0):
         self.schedule = schedule
         def batches(video_ids: list[str]) -> WindowBatches:
             return WindowBatches(data.features, video_ids, window, batch_size, labels=data.training_labels,
-                                 label_masks=data.training_masks, shuffle=True, seed=seed)
+                                 label_masks=data.training_masks, shuffle=True, seed=seed, workers=workers)
         if schedule.mode == "joint":
             self.sources = {None: batches(data.train_ids)}
         else:
@@ -206,8 +211,9 @@ class FoldTrainer:
                                        expr_logit_offsets=data.expr_logit_offsets)
         self.dropout_generator = torch.Generator().manual_seed(optim.seed)
         self.batches = TrainingBatches(data, window, optim.batch_size,
-                                       TaskSchedule(loss_config.schedule, tuple(data.tasks)), optim.seed)
-        self.optimiser = optim.build_optimizer(model.parameters())
+                                       TaskSchedule(loss_config.schedule, tuple(data.tasks)), optim.seed,
+                                       optim.data_workers)
+        self.optimiser = optim.build_optimizer([p for p in model.parameters() if p.requires_grad])
         steps_per_epoch = math.ceil(len(self.batches) / optim.accumulate_batches)
         self.plateau, self.cyclical = learning_rate_schedule(self.optimiser, optim, steps_per_epoch)
         self.warmup_steps = optim.warmup_epochs * steps_per_epoch if self.plateau is not None else 0
@@ -231,6 +237,7 @@ class FoldTrainer:
         if self.data.pseudo is not None:
             self.data.pseudo.draw(epoch)
         self.model.train()
+        keep_frozen_in_eval(self.model)
         sums: dict[str, float] = {}
         counts: dict[str, int] = {}
         for batch, active in self.batches.epoch(epoch):

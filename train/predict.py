@@ -27,6 +27,7 @@ from eval.tasks import TASK_ORDER, TaskSpec, tasks_from_json
 from features_store import FeatureStore
 from features_store.common import out_of_memory_names
 from features_store.recipes import differing_keys
+from train.clips import ClipSpec
 from train.features import FeatureError, Standardiser, StoreFeatures
 from train.models import build_model
 from train.post_processing import PostProcessing
@@ -113,8 +114,9 @@ def load_trained(model_dir: Path, device: torch.device) -> tuple[torch.nn.Module
     config = json.loads((model_dir / "config.json").read_text())
     tasks = tasks_from_json(config["tasks"])
     model_config = config["model"]
-    model = build_model(model_config["name"], model_config["modality_dims"], list(tasks.values()),
-                        **model_config["config"])
+    settings = {key: "" if key.startswith("pretrained") else value  # the run's weights replace any pretrained ones
+                for key, value in model_config["config"].items()}
+    model = build_model(model_config["name"], model_config["modality_dims"], list(tasks.values()), **settings)
     model.load_state_dict(torch.load(model_dir / "model.pt", map_location="cpu", weights_only=True))
     model.to(device)
     return model, config, tasks, Standardiser.load(model_dir / "normalisation.npz")
@@ -150,11 +152,14 @@ def predict_store(run_dir: Path, store_location: str, out_dir: Path, device: tor
     features = None
     for model_dir in tqdm(dirs, desc="models", disable=not progress or len(dirs) == 1):
         model, config, tasks, standardiser = load_trained(model_dir, device)
-        if features is None or features.features != config["features"]:
-            features = StoreFeatures(store, config["features"], video_ids)
-        if features.modality_dims != config["modality_dims"]:
-            raise FeatureError(f"{store_location}: feature widths {features.modality_dims} differ from the "
-                               f"model's {config['modality_dims']} ({model_dir})")
+        clips = ClipSpec.of(model.config)
+        if features is None or features.features != config["features"] or (features.clips and
+                                                                              features.clips.spec != clips):
+            features = StoreFeatures(store, config["features"], video_ids, clips=clips, group_by=model.spec.group_by)
+        found = json.loads(json.dumps(features.model_inputs))  # tuples as config.json holds them (lists)
+        if found != config["modality_dims"]:
+            raise FeatureError(f"{store_location}: input sizes {found} differ from the model's "
+                               f"{config['modality_dims']} ({model_dir})")
         if not allow_other_recipes:
             check_recipes(config.get("feature_recipes"), features.recipes, f"{store_location} ({model_dir})")
         features.use_standardiser(standardiser)

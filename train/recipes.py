@@ -105,6 +105,29 @@ S001 = "seed 001 (ABAW 2021 AU + EXPR), sec. 3.1, 4.2, 4.3"
 S002 = "seed 002 (audio-video GRU), sec. 3"
 S004 = "seed 004 (TSAV), sec. IV-A, IV-B, V"
 
+TSAV_SETTINGS = {
+    "optim.optimizer": ("adam", f"{S004}: Adam"),
+    "optim.learning_rate": (1e-3, f"{S004}: learning rate 0.001"),
+    "optim.batch_size": (32, f"{S004}: the mini-batch of 320 in 10 parts"),
+    "optim.accumulate_batches": (10, f"{S004}: gradients accumulated over the 10 parts (effective 320)"),
+    "labels.filter_labels": (True, f"{S004}: filtering of inconsistent labels (sec. IV-B)"),
+    "labels.pseudo_labels": (("valence",), f"{S004}: valence pseudo-labels only (Table II)"),
+}
+M3T_SETTINGS = {
+    "window.length_frames": (32, f"{S000}: 32-frame windows"),
+    "window.sampling": ("random", f"{S000}: windows sampled from each video"),
+    "window.random_windows_per_video": (200, f"{S000}: 200 windows per video per epoch"),
+    "optim.batch_size": (64, f"{S000}: batches of 64 clips"),
+    "optim.optimizer": ("adam", f"{S000}: Adam with default parameters"),
+    "optim.weight_decay": (1e-4, f"{S000}: weight decay 0.0001"),
+    "optim.lr_schedule": ("cyclical", f"{S000}: cyclical learning rates (Smith, triangular)"),
+    "optim.cyclical_base_lr": (1e-7, f"{S000}: base_lr 1e-7"),
+    "optim.cyclical_step_up_epochs": (3.0, f"{S000}: num_step_up = 3 x iterations per epoch"),
+    "optim.learning_rate": (1e-3, OURS + " (the cycle's top: Adam's default LR)"),
+    "optim.warmup_epochs": (0, f"{S000}: the cycle is the warm-up"),
+    "loss.lambda_expr": (0.5, f"{S000}: L = 0.5 (L_V + L_A) + 0.5 L_EXPR (Eq. 4)"),
+}
+
 RECIPES: dict[str, Recipe] = {recipe.name: recipe for recipe in (
     Recipe("abaw3", S003, "tcn_coattention", {
         "window.length_frames": (300, f"{S003}: windows of 300"),
@@ -144,28 +167,12 @@ RECIPES: dict[str, Recipe] = {recipe.name: recipe for recipe in (
         "loss.schedule": ("epoch", f"{S001}: alternating task updates, epoch by epoch"),
         "labels.protocol": ("abaw2021", f"{S001}: ABAW 2021, 12 AUs; AU 0.5 F1 + 0.5 acc, EXPR 0.67 F1 + 0.33 acc"),
     }, tasks=(("expr", "au"), f"{S001}: expression and action units")),
-    Recipe("tsav", S004, "tsav_tcn", {
-        "optim.optimizer": ("adam", f"{S004}: Adam"),
-        "optim.learning_rate": (1e-3, f"{S004}: learning rate 0.001"),
-        "optim.batch_size": (32, f"{S004}: the mini-batch of 320 in 10 parts"),
-        "optim.accumulate_batches": (10, f"{S004}: gradients accumulated over the 10 parts (effective 320)"),
-        "labels.filter_labels": (True, f"{S004}: filtering of inconsistent labels (sec. IV-B)"),
-        "labels.pseudo_labels": (("valence",), f"{S004}: valence pseudo-labels only (Table II)"),
+    Recipe("tsav", S004, "tsav_tcn", TSAV_SETTINGS),
+    Recipe("tsav_trunks", S004, "tsav", TSAV_SETTINGS | {
+        "optim.batch_size": (4, f"{S004}: the mini-batch of 320 frames in 10 parts, here 4 windows of 8 frames"),
     }),
-    Recipe("m3t", S000, "m3t_concat", {
-        "window.length_frames": (32, f"{S000}: 32-frame windows"),
-        "window.sampling": ("random", f"{S000}: windows sampled from each video"),
-        "window.random_windows_per_video": (200, f"{S000}: 200 windows per video per epoch"),
-        "optim.batch_size": (64, f"{S000}: batches of 64 clips"),
-        "optim.optimizer": ("adam", f"{S000}: Adam with default parameters"),
-        "optim.weight_decay": (1e-4, f"{S000}: weight decay 0.0001"),
-        "optim.lr_schedule": ("cyclical", f"{S000}: cyclical learning rates (Smith, triangular)"),
-        "optim.cyclical_base_lr": (1e-7, f"{S000}: base_lr 1e-7"),
-        "optim.cyclical_step_up_epochs": (3.0, f"{S000}: num_step_up = 3 x iterations per epoch"),
-        "optim.learning_rate": (1e-3, OURS + " (the cycle's top: Adam's default LR)"),
-        "optim.warmup_epochs": (0, f"{S000}: the cycle is the warm-up"),
-        "loss.lambda_expr": (0.5, f"{S000}: L = 0.5 (L_V + L_A) + 0.5 L_EXPR (Eq. 4)"),
-    }),
+    Recipe("m3t", S000, "m3t_concat", M3T_SETTINGS),
+    Recipe("m3t_visual", S000, "m3t_3dvgg", M3T_SETTINGS, tasks=(("va",), f"{S000}: the visual network's VA")),
 )}
 
 

@@ -103,9 +103,10 @@ def expr_logit_offsets(training_classes: np.ndarray, n_classes: int, tau: float)
 
 def drop_modalities(inputs: Mapping[str, torch.Tensor], probability: float,
                     generator: torch.Generator) -> dict[str, torch.Tensor]:
-    """``inputs`` (modality -> (B, L, D)) with each modality of each window zeroed with ``probability``, never all of
-    a window's modalities (one drawn at random is then kept). One modality alone is never dropped."""
-    names = list(inputs)
+    """``inputs`` (modality -> (B, L, ...)) with each modality of each window zeroed with ``probability``, never all
+    of a window's modalities (one drawn at random is then kept). One modality alone is never dropped. A trunk input's
+    validity (``<name>_valid``) is dropped with it (set False)."""
+    names = [name for name in inputs if not name.endswith("_valid")]
     if probability <= 0.0 or len(names) < 2:
         return dict(inputs)
     batch = next(iter(inputs.values())).shape[0]
@@ -113,5 +114,10 @@ def drop_modalities(inputs: Mapping[str, torch.Tensor], probability: float,
     rescue = torch.randint(len(names), (batch,), generator=generator)
     none_kept = ~keep.any(dim=1)
     keep[none_kept, rescue[none_kept]] = True
-    return {name: inputs[name] * keep[:, i].to(inputs[name].device, inputs[name].dtype)[:, None, None]
-            for i, name in enumerate(names)}
+    dropped = dict(inputs)
+    for i, name in enumerate(names):
+        for key in (name, f"{name}_valid"):
+            if key in inputs:
+                x = inputs[key]
+                dropped[key] = x * keep[:, i].to(x.device, x.dtype).reshape(-1, *[1] * (x.dim() - 1))
+    return dropped

@@ -8,9 +8,11 @@ Two ways to cut sequences (frame counts, not seconds, because labels align by fr
 - ``random`` (M3T, seed 000): each epoch, ``random_windows_per_video`` windows of ``length_frames`` (32) at random
   starts in every video.
 
-A :class:`Batch` holds, per modality, inputs (B, L, D_m); a frame mask (B, L) that is False on padding; and per task
-the labels and a label mask (B, L), False on padding, on invalid labels and on frames outside the split being used.
-Batches are assembled from RAM by slicing, one batch ahead on a background thread.
+A :class:`Batch` holds, per modality, inputs (B, L, D_m) (and the trunk inputs of :mod:`train.clips`, (B, L, *shape)
+uint8 face clips or float32 sub-spectrograms); a frame mask (B, L) that is False on padding; and per task the labels
+and a label mask (B, L), False on padding, on invalid labels and on frames outside the split being used.
+Batches are assembled one batch ahead on a background thread, or, with ``workers``, by that many DataLoader processes,
+each of which opens the store itself after the fork.
 """
 
 from __future__ import annotations
@@ -97,8 +99,9 @@ class WindowBatches:
     def __init__(self, features: StoreFeatures, video_ids: list[str], config: WindowConfig, batch_size: int,
                  labels: Mapping[str, Mapping[str, np.ndarray]] | None = None,
                  label_masks: Mapping[str, Mapping[str, np.ndarray]] | None = None,
-                 shuffle: bool = False, seed: int = 0):
+                 shuffle: bool = False, seed: int = 0, workers: int = 0):
         self.features = features
+        self.workers = workers
         self.video_ids = list(video_ids)
         self.config = config
         self.batch_size = batch_size
@@ -136,6 +139,11 @@ class WindowBatches:
         groups = self.groups(epoch)
         if not groups:
             return
+        if self.workers:
+            yield from torch.utils.data.DataLoader(
+                AssembledBatches(self, groups), batch_size=None, num_workers=self.workers,
+                worker_init_fn=reopen_in_worker, multiprocessing_context="fork", prefetch_factor=2)
+            return
         with ThreadPoolExecutor(max_workers=1) as pool:
             pending = pool.submit(self.assemble, groups[0])
             for next_group in groups[1:] + [None]:
@@ -147,7 +155,8 @@ class WindowBatches:
         """Stack ``windows`` into one zero-padded batch of ``length_frames``."""
         length = self.config.length_frames
         n = len(windows)
-        inputs = {m: np.zeros((n, length, dim), np.float32) for m, dim in self.features.modality_dims.items()}
+        inputs = {name: np.zeros((n, length, *shape), dtype)
+                  for name, (shape, dtype) in self.features.input_shapes.items()}
         frame_mask = np.zeros((n, length), bool)
         tasks = next(iter(self.labels.values())).keys() if self.labels else ()
         labels: dict[str, np.ndarray] = {}
@@ -155,7 +164,7 @@ class WindowBatches:
         for i, window in enumerate(windows):
             size = window.stop - window.start
             self.features.rows(window.video_id, window.start, window.stop,
-                               out={modality: batch[i, :size] for modality, batch in inputs.items()})
+                               out={name: batch[i, :size] for name, batch in inputs.items()})
             frame_mask[i, :size] = True
             for task in tasks:
                 rows = self.labels[window.video_id][task][window.start:window.stop]
@@ -166,3 +175,22 @@ class WindowBatches:
         for task, values in labels.items():
             values[~label_masks[task]] = 0  # masked frames hold in-range values (e.g. no -1 class index)
         return Batch(inputs, frame_mask, labels, label_masks, windows)
+
+
+class AssembledBatches(torch.utils.data.Dataset):
+    """The batches of ``groups`` as a map-style dataset: item i is :meth:`WindowBatches.assemble` of group i."""
+
+    def __init__(self, source: WindowBatches, groups: list[list[Window]]):
+        self.source = source
+        self.groups = groups
+
+    def __len__(self) -> int:
+        return len(self.groups)
+
+    def __getitem__(self, index: int) -> Batch:
+        return self.source.assemble(self.groups[index])
+
+
+def reopen_in_worker(worker_id: int) -> None:
+    """DataLoader ``worker_init_fn``: the worker opens the store anew (zarr handles are not shared across a fork)."""
+    torch.utils.data.get_worker_info().dataset.source.features.reopen()

@@ -4,6 +4,8 @@ Every model is built as ``module_class(modality_dims, tasks, config)`` and calle
 ``model(inputs, frame_mask=None) -> {task name: (B, L, n_outputs)}`` with ``inputs`` a dict modality name ->
 (B, L, D_m) float32 and ``frame_mask`` (B, L) bool (True on real frames, False on zero padding at the end of a
 window). ``va`` comes through tanh; ``expr`` and ``au`` are logits. See :mod:`train.models.base` for the contract.
+The trunk models (:mod:`train.models.trunks`: ``tsav``, ``m3t_3dvgg``, ``tdnn_transformer``, ``frame_cnn``) also take
+the face clips and sub-spectrograms of :mod:`train.clips`; their ``modality_dims`` give those inputs' per-frame shapes.
 
 >>> model = build_model("m3t_concat", {"audio": 128, "face": 512}, [va_task()], gru_hidden=256)
 >>> model_config_dict(model)["config"]["gru_hidden"]
@@ -15,7 +17,7 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Literal
 
 from torch import nn
 
@@ -27,11 +29,12 @@ from .gru import GruSeed002, GruSeed002Config, M3TAttention, M3TAttentionConfig,
 from .heads import TaskHeads
 from .tcn import TcnCoAttention, TcnCoAttentionConfig, TsavTcn, TsavTcnConfig, co_attention
 from .transformer import TransformerSeed001, TransformerSeed001Config
+from .trunks import TRUNK_MODELS
 
 __all__ = [
-    "DEFAULT_MODEL", "MODELS", "REFERENCE_MODALITY_DIMS", "ModelSpec", "SequenceModel", "TaskHeads", "build_model",
-    "build_model_from_config", "co_attention", "count_parameters", "format_models_table", "model_config_dict",
-    "model_names", "reference_parameter_counts",
+    "DEFAULT_MODEL", "MODELS", "REFERENCE_MODALITY_DIMS", "TRUNK_INPUTS_NOTE", "ModelSpec", "SequenceModel",
+    "TaskHeads", "build_model", "build_model_from_config", "co_attention", "count_parameters", "format_models_table",
+    "model_config", "model_config_dict", "model_names", "reference_parameter_counts",
 ]
 
 
@@ -47,6 +50,10 @@ class ModelSpec:
     module_class: type
     tasks: tuple[str, ...] = ("va", "expr", "au")
     windows: WindowConfig = ABAW3_WINDOWS
+    group_by: Literal["modality", "feature"] = "modality"
+    """How vector features reach the model: one input per modality (concatenated), or one per feature (routing)."""
+    reference_inputs: Mapping[str, Any] | None = None
+    """The inputs its parameter count is given for (None: :data:`REFERENCE_MODALITY_DIMS`)."""
 
 
 M3T_WINDOWS = WindowConfig(length_frames=32, hop_frames=32, sampling="random", random_windows_per_video=16)
@@ -77,6 +84,28 @@ DEFAULT_MODEL = "m3t_concat"
 
 REFERENCE_MODALITY_DIMS: dict[str, int] = {"audio": 128, "word": 768, "face": 512}
 """The input for :func:`reference_parameter_counts`: VGGish-like audio, BERT words, 512-d face embeddings."""
+
+TSAV_WINDOWS = WindowConfig(length_frames=8, hop_frames=8)
+"""TSAV predicts each frame from its own clip and sub-spectrogram; a window groups 8 consecutive frames, whose clips
+come from one read of the store (sliding and shuffled: every training frame once per epoch)."""
+FRAME_CNN_WINDOWS = WindowConfig(length_frames=32, hop_frames=16)
+"""A CNN per frame end to end: 32-frame windows (ABAW3's 300 are for its cached features, not for fine-tuning)."""
+TRUNK_WINDOWS = {"tsav": TSAV_WINDOWS, "m3t_3dvgg": M3T_WINDOWS, "tdnn_transformer": SEED001_WINDOWS,
+                 "frame_cnn": FRAME_CNN_WINDOWS}
+TRUNK_REFERENCE_INPUTS = {
+    "tsav": {"face_clip": (8, 128, 128, 4), "spectrogram": (1001, 64)},
+    "m3t_3dvgg": {"face_clip": (1, 128, 128, 3), "fer": 8, "senet": 2048},
+    "tdnn_transformer": {"spectrogram": (41, 64), "iresnet": 512},
+    "frame_cnn": {"face_clip": (1, 128, 128, 3)},
+}
+"""Each trunk's inputs for its parameter count: TSAV's RGB + mask clips and 10 s of mel64; M3T's crops with FER
+probabilities and SENet features; seed 001's fine mel with IResNet embeddings; a 128 px crop per frame."""
+TRUNK_INPUTS_NOTE = "trunks counted for " + "; ".join(
+    f"{name} " + ", ".join(f"{key} {dims}" for key, dims in inputs.items())
+    for name, inputs in TRUNK_REFERENCE_INPUTS.items())
+MODELS.update({name: ModelSpec(name, description, config_class, module_class, tasks, TRUNK_WINDOWS[name],
+                               "feature" if name == "m3t_3dvgg" else "modality", TRUNK_REFERENCE_INPUTS[name])
+               for name, (config_class, module_class, tasks, description) in TRUNK_MODELS.items()})
 
 _TASK_FACTORIES = {"va": va_task, "expr": expr_task, "au": au_task}
 
@@ -121,20 +150,26 @@ def build_model(name: str, modality_dims: Mapping[str, int], tasks: Sequence[Tas
     The result has ``.spec`` (ModelSpec) and ``.config`` (the config instance).
     """
     spec = _get_spec(name)
-    fields = [field.name for field in dataclasses.fields(spec.config_class)]
-    unknown = sorted(set(overrides) - set(fields))
-    if unknown:
-        raise ValueError(f"model {name!r} has no config field(s) {', '.join(unknown)}; valid fields: "
-                         f"{', '.join(fields)}")
+    config = model_config(name, **overrides)
     task_specs = [_as_task(task) for task in tasks]
     unsupported = [task.name for task in task_specs if task.name not in spec.tasks]
     if unsupported:
         raise ValueError(f"model {name!r} does not support task(s) {', '.join(unsupported)}; it supports "
                          f"{', '.join(spec.tasks)}")
-    config = spec.config_class(**{key: _tuples(value) for key, value in overrides.items()})
-    model = spec.module_class(modality_dims, task_specs, config)
+    model = spec.module_class({key: _tuples(dims) for key, dims in modality_dims.items()}, task_specs, config)
     model.spec = spec
     return model
+
+
+def model_config(name: str, **overrides: Any) -> Any:
+    """The config dataclass of model ``name`` with ``overrides`` (ValueError on an unknown field, listing them)."""
+    spec = _get_spec(name)
+    fields = [field.name for field in dataclasses.fields(spec.config_class)]
+    unknown = sorted(set(overrides) - set(fields))
+    if unknown:
+        raise ValueError(f"model {name!r} has no config field(s) {', '.join(unknown)}; valid fields: "
+                         f"{', '.join(fields)}")
+    return spec.config_class(**{key: _tuples(value) for key, value in overrides.items()})
 
 
 def model_config_dict(model: nn.Module) -> dict[str, Any]:
@@ -167,7 +202,7 @@ def reference_parameter_counts() -> dict[str, int]:
     counts = {}
     for name, spec in MODELS.items():
         tasks = [_TASK_FACTORIES[task]() for task in TASK_ORDER if task in spec.tasks]
-        counts[name] = count_parameters(build_model(name, REFERENCE_MODALITY_DIMS, tasks))
+        counts[name] = count_parameters(build_model(name, spec.reference_inputs or REFERENCE_MODALITY_DIMS, tasks))
     return counts
 
 
@@ -180,5 +215,5 @@ def format_models_table() -> str:
     for name, spec in MODELS.items():
         marker = "*" if name == DEFAULT_MODEL else " "
         lines.append(f"{marker} {name:<{width}}{counts[name]:>12,}  {spec.description}")
-    lines.append("* default")
+    lines.append("* default; " + TRUNK_INPUTS_NOTE)
     return "\n".join(lines)
