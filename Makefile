@@ -83,6 +83,7 @@ bench: $(TEST_INSTALLED)
 	@mkdir -p $(BENCH_OUT)
 	$(PY) -m bench.audio | tee $(BENCH_OUT)/audio.jsonl
 	$(PY) -m bench.train | tee $(BENCH_OUT)/train.jsonl
+	$(PY) -m bench.trunks | tee $(BENCH_OUT)/trunks.jsonl
 	$(PY) -m bench.faces | tee $(BENCH_OUT)/faces.jsonl
 	$(PY) -m bench.speech | tee $(BENCH_OUT)/speech.jsonl
 	$(PY) -m bench.store | tee $(BENCH_OUT)/store.jsonl

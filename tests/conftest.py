@@ -20,6 +20,18 @@ CLICK_FRAMES = (30, 900, 1750)  # the last one 58.4 s in: an i*hop placement wou
 CLICK_VIDEO_FRAMES = 1798       # 60 s at 29.97 fps
 
 
+@pytest.fixture(scope="module")
+def one_thread():
+    """One intra-op torch thread: tiny models train faster on one, and much faster when other jobs share the cores
+    (``pytestmark = pytest.mark.usefixtures("one_thread")``)."""
+    import torch
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
 @pytest.fixture(scope="session")
 def shared_media() -> Path:
     """../shared/media, or skip when this checkout has no shared/ beside it."""

@@ -27,6 +27,7 @@ from train.windows import WindowConfig
 
 CPU = torch.device("cpu")
 TINY = {"modality_dim": 16, "gru_hidden": 16, "gru_layers": 1, "fc_dim": 16}
+pytestmark = pytest.mark.usefixtures("one_thread")  # these GRUs are tiny
 
 
 def train_run(data, run_dir: Path, tricks: TricksConfig, tasks: tuple[str, ...], features: tuple[str, ...],

@@ -16,13 +16,7 @@ from train.models.clip_input import NORMALIZATIONS, ClipInput
 TINY = (4, 8, 16, 32)
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """Tiny tensors: one intra-op thread is faster, and much faster when other jobs share the cores."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def shapes(module: torch.nn.Module, drop: str = "fc.") -> dict[str, tuple[int, ...]]:

@@ -32,12 +32,7 @@ INPUTS = {"tsav": ["face_crop", "face_mask", "mel64"], "m3t_3dvgg": ["face_crop"
           "tdnn_transformer": ["mel64_fine", "fer"], "frame_cnn": ["face_crop", "face_mask"]}
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)  # tiny convolutions: one thread is faster, and much faster on shared cores
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @pytest.fixture(scope="module")

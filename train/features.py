@@ -109,8 +109,10 @@ class StoreFeatures:
         budget = RAM_FRACTION * psutil.virtual_memory().available
         # raw rows are kept beside the standardised ones so that each fold can refit its own statistics
         self.in_memory = 2 * n_bytes <= budget if in_memory is None else in_memory
-        LOG.info("features %s: %.1f MB for %d videos, %s", self.features, n_bytes / 1e6, len(self.video_ids),
-                 "held in RAM" if self.in_memory else "read per window")
+        LOG.info("features %s: %.1f MB for %d videos, %s%s", self.vector_features, n_bytes / 1e6,
+                 len(self.video_ids), "held in RAM" if self.in_memory else "read per window",
+                 f"; {', '.join(self.clips.input_shapes)} cut per window from {', '.join(self.clips.features)}"
+                 if self.clips else "")
         self._raw: dict[str, dict[str, np.ndarray]] = {}
         self._normalised: dict[str, dict[str, np.ndarray]] = {}
         self._valid: dict[str, dict[str, np.ndarray]] = {}

@@ -69,7 +69,8 @@ class Window:
 
 @dataclass
 class Batch:
-    """One batch as numpy arrays (see the module docstring); :meth:`to` moves it to torch on a device."""
+    """One batch as numpy arrays (CPU tensors when a worker process made it; see the module docstring); :meth:`to`
+    moves it to torch on a device."""
 
     inputs: dict[str, np.ndarray]
     frame_mask: np.ndarray
@@ -81,8 +82,8 @@ class Batch:
                                                 dict[str, torch.Tensor]]:
         pin = device.type == "cuda"  # page-locked memory lets the copy overlap the previous step's compute
 
-        def move(array: np.ndarray) -> torch.Tensor:
-            tensor = torch.from_numpy(array)
+        def move(array: np.ndarray | torch.Tensor) -> torch.Tensor:
+            tensor = torch.as_tensor(array)
             return (tensor.pin_memory() if pin else tensor).to(device, non_blocking=pin)
         return ({m: move(x) for m, x in self.inputs.items()}, move(self.frame_mask),
                 {t: move(y) for t, y in self.labels.items()}, {t: move(k) for t, k in self.label_masks.items()})
@@ -188,7 +189,13 @@ class AssembledBatches(torch.utils.data.Dataset):
         return len(self.groups)
 
     def __getitem__(self, index: int) -> Batch:
-        return self.source.assemble(self.groups[index])
+        """Batch ``index`` with tensors for arrays: the DataLoader hands tensors over in shared memory (numpy arrays
+        would be pickled through a pipe, several times slower for a batch of clips)."""
+        batch = self.source.assemble(self.groups[index])
+        def shared(arrays: dict[str, np.ndarray]) -> dict[str, torch.Tensor]:
+            return {name: torch.from_numpy(array) for name, array in arrays.items()}
+        return Batch(shared(batch.inputs), torch.from_numpy(batch.frame_mask), shared(batch.labels),
+                     shared(batch.label_masks), batch.windows)
 
 
 def reopen_in_worker(worker_id: int) -> None:
