@@ -133,16 +133,16 @@ def test_the_abaw3_recipe_trains_on_cremad(cremad, tmp_path):
 
 
 TINY_TSAV = ("--set visual_widths=[4,8,8,16] --set aural_widths=[4,8,8,16] --set crop_fraction=0.5 "
-             "--set spectrogram_rows=301 --sampling random --windows-per-video 4 --batch-size 4 --lr 3e-3")
+             "--set spectrogram_rows=301 --batch-size 4 --lr 3e-3")
 
 
 @pytest.mark.slow
 def test_make_train_tsav_fits_the_training_clips_from_crops_masks_and_mel64_and_predicts_every_frame(cremad,
                                                                                                        tmp_path):
     """The issue's command: `make train MODEL=tsav FEATURES=face_crop,face_mask,mel64` (CPU-small: tiny widths, 56 px
-    crops, a 3 s sub-spectrogram, the clips being 2 s long, 4 random 8-frame windows per clip and epoch; one thread, as
-    tiny 3D convolutions run fastest) learns the six training clips' emotions from RGB + mask clips and
-    sub-spectrograms, and `train predict` writes every frame of every video."""
+    crops, a 3 s sub-spectrogram, the clips being 2 s long; one thread, as tiny 3D convolutions run fastest) learns
+    the six training clips' emotions from RGB + mask clips and sub-spectrograms (accuracy 1.0 after 10 epochs here,
+    0.73 after 6), and `train predict` writes every frame of every video."""
     store, labels = cremad
     repo = Path(__file__).resolve().parents[1]
     done = subprocess.run(["make", "--no-print-directory", "train", f"STORE={store}", f"LABELS={labels}", "MODEL=tsav",

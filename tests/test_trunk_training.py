@@ -13,10 +13,9 @@ import pytest
 import torch
 
 from features_store import FeatureStore
-from train.experiment import Experiment, ExperimentConfig
+from train.experiment import Experiment, ExperimentConfig, TrainError
 from train.loop import OptimConfig
 from train.models import MODELS
-from train.stages import StageError
 from train.windows import WindowConfig
 
 VIDEOS_WITH_FACES = "crema_d_1001_DFA_concat"
@@ -61,10 +60,17 @@ def run(sample_store, labels, tmp_path, model, name="run", **settings) -> Path:
     return Experiment(config, tmp_path / name, progress=False).run()
 
 
+@pytest.fixture(scope="module")
+def tsav_run(sample_store, labels, tmp_path_factory) -> Path:
+    """One tiny TSAV run, which the stage test starts from."""
+    return run(sample_store, labels, tmp_path_factory.mktemp("tsav"), "tsav")
+
+
 @pytest.mark.parametrize("model", list(TINY))
 def test_each_trunk_trains_a_step_on_every_task_it_supports_and_predicts_every_frame(sample_store, labels, tmp_path,
-                                                                                       model):
-    run_dir = run(sample_store, labels, tmp_path, model)
+                                                                                       model, request):
+    run_dir = (request.getfixturevalue("tsav_run") if model == "tsav"
+               else run(sample_store, labels, tmp_path, model))
     state = torch.load(run_dir / "model.pt", weights_only=True)
     assert all(torch.isfinite(tensor).all() for tensor in state.values() if tensor.is_floating_point())
     for vid in sample_store.video_ids():
@@ -74,15 +80,15 @@ def test_each_trunk_trains_a_step_on_every_task_it_supports_and_predicts_every_f
         assert ("valence" in header) and (("expr" in header) == ("expr" in MODELS[model].tasks))
 
 
-def test_a_stage_starts_from_the_previous_run_and_keeps_frozen_modules(sample_store, labels, tmp_path):
-    first = run(sample_store, labels, tmp_path, "tsav", name="trunks")
+def test_a_stage_starts_from_the_previous_run_and_keeps_frozen_modules(sample_store, labels, tmp_path, tsav_run):
+    first = tsav_run
     second = run(sample_store, labels, tmp_path, "tsav", name="fusion", init_from=str(first), freeze=("visual",))
     before = torch.load(first / "model.pt", weights_only=True)
     after = torch.load(second / "model.pt", weights_only=True)
     visual = [name for name in before if name.startswith("visual.")]
     assert visual and all(torch.equal(before[name], after[name]) for name in visual)  # batch norm statistics too
     assert any(not torch.equal(before[name], after[name]) for name in before if name.startswith("aural."))
-    with pytest.raises(StageError, match="no such module; this model's modules are"):
+    with pytest.raises(TrainError, match="no such module; this model's modules are"):  # before any data is read
         run(sample_store, labels, tmp_path, "tsav", name="bad", freeze=("visuals",))
 
 

@@ -28,11 +28,11 @@ from eval.tasks import TaskSpec, tasks_to_json
 from features_store import FeatureStore
 from features_store.common import now_utc, pick_device
 from features_store.errors import AffectsyncError
+from train.clips import ClipSpec
 from train.features import StoreFeatures, Standardiser
 from train.folds import Fold, make_folds, without_cross_task_training
 from train.loop import FoldData, OptimConfig, TrainResult, fit, seed_everything
 from train.losses import LossConfig, au_pos_weight
-from train.clips import ClipSpec
 from train.models import (DEFAULT_MODEL, MODELS, build_model, count_parameters, model_config,
                           model_config_dict)
 from train.plots import training_curve
@@ -183,9 +183,10 @@ class Experiment:
                     LOG.info("fold %d: %d video(s) validate a task, so they train no task there: %s", fold.index,
                              len({v for videos in dropped.values() for v in videos}),
                              "; ".join(f"{task}: {', '.join(videos)}" for task, videos in dropped.items()))
-        try:  # inputs the model cannot take fail now, not after the data is loaded into a fold
-            build_model(config.model, self.features.model_inputs, list(self.tasks.values()),
-                        **dict(config.model_overrides))
+        try:  # inputs the model cannot take, or modules it lacks, fail now, not after the data is loaded into a fold
+            model = build_model(config.model, self.features.model_inputs, list(self.tasks.values()),
+                                **dict(config.model_overrides))
+            freeze(model, config.freeze)
         except ValueError as exc:
             raise TrainError(f"model {config.model!r}: {exc}") from exc
 

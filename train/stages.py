@@ -63,7 +63,9 @@ def freeze(model: nn.Module, names: Sequence[str]) -> list[str]:
         top = sorted({name.split(".")[0] for name in modules if name})
         raise StageError(f"--freeze {', '.join(unknown)}: no such module; this model's modules are "
                          f"{', '.join(top)} (and their dotted sub-modules)")
-    frozen = []
+    frozen: list[str] = []
+    if not names:
+        return frozen
     for name in names:
         for parameter_name, parameter in modules[name].named_parameters(prefix=name):
             parameter.requires_grad_(False)
