@@ -86,15 +86,21 @@ def train_steps(model, criterion, optimiser, batches) -> tuple[int, float]:
         waited += time.perf_counter() - started
         if item is None:
             return seen, waited
-        inputs, frame_mask, labels, masks = item
-        outputs = model(inputs, frame_mask)
-        loss, _ = criterion(outputs, labels, masks)
-        optimiser.zero_grad(set_to_none=True)
-        loss.backward()
-        optimiser.step()
-        if frame_mask.is_cuda:
-            torch.cuda.synchronize()
-        seen += len(frame_mask)
+        seen += train_step(model, criterion, optimiser, item)
+
+
+def train_step(model, criterion, optimiser, item) -> int:
+    """One optimiser step on ``item`` (inputs, frame mask, labels, masks), finished on the device; returns the
+    windows it held."""
+    inputs, frame_mask, labels, masks = item
+    outputs = model(inputs, frame_mask)
+    loss, _ = criterion(outputs, labels, masks)
+    optimiser.zero_grad(set_to_none=True)
+    loss.backward()
+    optimiser.step()
+    if frame_mask.is_cuda:
+        torch.cuda.synchronize()
+    return len(frame_mask)
 
 
 def main() -> None:

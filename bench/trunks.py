@@ -43,6 +43,7 @@ import numpy as np
 import torch
 
 from bench.results import best_seconds, best_seconds_interleaved, emit
+from bench.train import train_step
 from eval.tasks import expr_task
 from features_store import FeatureStore
 from features_store.schema import ArraySchema
@@ -256,12 +257,7 @@ def timed_steps(model, criterion, optimiser, batches) -> list[tuple[float, float
         waited = time.perf_counter() - started
         if item is None:
             return steps
-        inputs, frame_mask, labels, masks = item
-        outputs = model(inputs, frame_mask)
-        loss, _ = criterion(outputs, labels, masks)
-        optimiser.zero_grad(set_to_none=True)
-        loss.backward()
-        optimiser.step()
+        train_step(model, criterion, optimiser, item)
         steps.append((waited, time.perf_counter() - started))
 
 

@@ -62,6 +62,17 @@ def _stage(block: Callable[..., nn.Module], expansion: int, in_ch: int, planes: 
     return nn.Sequential(*layers), out_ch
 
 
+def _add_stages(module: nn.Module, block: Callable[..., nn.Module], expansion: int, widths: Sequence[int],
+                layers: Sequence[int], downsample: Callable[[int, int, int], nn.Module], first_stride: int) -> int:
+    """``layer1``..``layerN`` of ``module`` (:func:`_stage` each; the first strides ``first_stride``, the others 2);
+    returns the last stage's output channels."""
+    in_ch = widths[0]
+    for i, (planes, blocks) in enumerate(zip(widths, layers)):
+        stage, in_ch = _stage(block, expansion, in_ch, planes, blocks, first_stride if i == 0 else 2, downsample)
+        module.add_module(f"layer{i + 1}", stage)
+    return in_ch
+
+
 def _init_resnet(module: nn.Module) -> None:
     """torchvision's ResNet initialisation: He (fan_out) convolutions, unit batch norms."""
     for m in module.modules():
@@ -89,11 +100,8 @@ class VideoResNet(nn.Module):
             nn.Conv3d(mid, widths[0], (3, 1, 1), stride=1, padding=(1, 0, 0), bias=False),
             nn.BatchNorm3d(widths[0]), nn.ReLU(inplace=True))
         block = partial(VideoBasicBlock, conv_builder=Conv2Plus1D)
-        down = partial(_downsample, nn.Conv3d, nn.BatchNorm3d)
-        in_ch = widths[0]
-        for i, (planes, blocks) in enumerate(zip(widths, layers)):
-            stage, in_ch = _stage(block, VideoBasicBlock.expansion, in_ch, planes, blocks, 1 if i == 0 else 2, down)
-            self.add_module(f"layer{i + 1}", stage)
+        in_ch = _add_stages(self, block, VideoBasicBlock.expansion, widths, layers,
+                            partial(_downsample, nn.Conv3d, nn.BatchNorm3d), first_stride=1)
         self.avgpool = nn.AdaptiveAvgPool3d(1)
         self.fc = nn.Identity()
         self.in_channels, self.out_features = in_channels, in_ch
@@ -118,11 +126,8 @@ class ImageResNet(nn.Module):
         self.bn1 = nn.BatchNorm2d(widths[0])
         self.relu = nn.ReLU(inplace=True)
         self.maxpool = nn.MaxPool2d(kernel_size=3, stride=2, padding=1)
-        down = partial(_downsample, nn.Conv2d, nn.BatchNorm2d)
-        in_ch = widths[0]
-        for i, (planes, blocks) in enumerate(zip(widths, layers)):
-            stage, in_ch = _stage(block, block.expansion, in_ch, planes, blocks, 1 if i == 0 else 2, down)
-            self.add_module(f"layer{i + 1}", stage)
+        in_ch = _add_stages(self, block, block.expansion, widths, layers,
+                            partial(_downsample, nn.Conv2d, nn.BatchNorm2d), first_stride=1)
         self.avgpool = nn.AdaptiveAvgPool2d(1)
         self.fc = nn.Identity()
         self.in_channels, self.out_features = in_channels, in_ch
@@ -169,12 +174,11 @@ class IResNet(nn.Module):
         self.conv1 = nn.Conv2d(in_channels, widths[0], 3, stride=1, padding=1, bias=False)
         self.bn1 = nn.BatchNorm2d(widths[0], eps=1e-5)
         self.prelu = nn.PReLU(widths[0])
-        down = partial(_downsample, nn.Conv2d, nn.BatchNorm2d)
-        in_ch, side = widths[0], input_px
-        for i, (planes, blocks) in enumerate(zip(widths, layers)):
-            stage, in_ch = _stage(IBasicBlock, 1, in_ch, planes, blocks, 2, down)
-            self.add_module(f"layer{i + 1}", stage)
-            side = (side + 1) // 2  # 3x3, padding 1, stride 2
+        in_ch = _add_stages(self, IBasicBlock, 1, widths, layers, partial(_downsample, nn.Conv2d, nn.BatchNorm2d),
+                            first_stride=2)
+        side = input_px
+        for _ in layers:
+            side = (side + 1) // 2  # every stage: 3x3, padding 1, stride 2
         self.bn2 = nn.BatchNorm2d(in_ch, eps=1e-5)
         self.dropout = nn.Dropout(dropout)
         self.fc = nn.Linear(in_ch * side * side, embedding)
