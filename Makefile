@@ -85,6 +85,8 @@ bench: $(TEST_INSTALLED)
 	$(PY) -m bench.train | tee $(BENCH_OUT)/train.jsonl
 	$(PY) -m bench.trunks | tee $(BENCH_OUT)/trunks.jsonl
 	$(PY) -m bench.faces | tee $(BENCH_OUT)/faces.jsonl
+	$(PY) -m bench.detectors | tee $(BENCH_OUT)/detectors.jsonl
+	$(PY) -m bench.encoders | tee $(BENCH_OUT)/encoders.jsonl
 	$(PY) -m bench.speech | tee $(BENCH_OUT)/speech.jsonl
 	$(PY) -m bench.store | tee $(BENCH_OUT)/store.jsonl
 	$(PY) -m bench.memory | tee $(BENCH_OUT)/memory.jsonl

@@ -10,6 +10,9 @@ import extract.faces.expression  # noqa: F401  (fer)
 import extract.faces.senet  # noqa: F401  (the face embeddings whose weights users bring)
 import extract.faces.onnx_models  # noqa: F401  (iresnet, hsemotion and the onnx:<name> family)
 import extract.faces.facenet  # noqa: F401
+import extract.faces.geometry  # noqa: F401  (face_geometry)
 import extract.speech.words  # noqa: F401  (words, bert, vggish)
 import extract.speech.bert  # noqa: F401
 import extract.speech.vggish  # noqa: F401
+import extract.encoders.audio  # noqa: F401  (the hf_audio:<name> family)
+import extract.encoders.vision  # noqa: F401  (the hf_vision:<name> family)

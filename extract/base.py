@@ -11,7 +11,6 @@ import dataclasses
 from abc import ABC, abstractmethod
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
-from importlib import metadata
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -19,6 +18,7 @@ import numpy as np
 
 from extract.ingest import DecodedVideo
 from extract.weights import WeightsBundle, models_search_path
+from features_store.common import library_versions  # noqa: F401  (extract.base.library_versions, as before)
 from features_store.schema import ArraySchema
 
 
@@ -63,17 +63,6 @@ class VideoAttribute:
     that is not an array; the extractor's arrays carry its provenance."""
 
     value: Any
-
-
-def library_versions(*distributions: str) -> dict[str, str]:
-    """Installed versions of the named distributions (``"missing"`` when not installed)."""
-    versions = {}
-    for name in distributions:
-        try:
-            versions[name] = metadata.version(name)
-        except metadata.PackageNotFoundError:
-            versions[name] = "missing"
-    return versions
 
 
 class Extractor(ABC):

@@ -316,11 +316,11 @@ def create_extractors(features: Sequence[str], subject: str = "largest", models_
     extractors = [registry.create(name, models_dir=models_dir, overrides=settings.get(name), subject=subject)
                   for name in names]
     missing = {}
-    for extractor in extractors:
+    for name, extractor in zip(names, extractors):
         try:
             extractor.check_weights()
         except WeightsError as exc:
-            missing[extractor.name] = str(exc)
+            missing[name] = str(exc)  # as the user named it (onnx:<name>, hf_audio:<name>)
     if missing:
         names = ",".join(missing)
         raise WeightsError("; ".join(missing.values()) + f". Run `make weights FEATURES={names}` (python -m extract "

@@ -6,9 +6,11 @@ Consumers need only this package, zarr, numpy and dask: nothing here imports the
     store = features_store.open("s3://bucket/affwild2.zarr")
     vggish = store.video("video1").dask("vggish")        # lazy, per video
     mean = store.dask("vggish").mean(axis=0).compute()   # a whole feature across videos
+    frame_table = features_store.to_dataframe(store, "video1")  # one row per frame (pandas)
 """
 
 from features_store.store import FeatureStore, StoreError, VideoGroup
+from features_store.tables import to_dataframe
 
 
 def open(location: str, mode: str = "r") -> FeatureStore:  # noqa: A001  (features_store.open, like zarr.open)
@@ -17,4 +19,4 @@ def open(location: str, mode: str = "r") -> FeatureStore:  # noqa: A001  (featur
     return FeatureStore(location, mode=mode)
 
 
-__all__ = ["FeatureStore", "StoreError", "VideoGroup", "open"]
+__all__ = ["FeatureStore", "StoreError", "VideoGroup", "open", "to_dataframe"]

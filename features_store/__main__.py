@@ -1,15 +1,19 @@
 """CLI: ``python -m features_store {info,verify,ls,show} STORE``, ``merge A B --into C``, ``diff A B``,
-``export-h5 STORE OUT.h5``, ``import-h5 IN.h5 STORE``, ``import-npy DIR STORE``; needs only zarr and numpy
-(``show``: matplotlib; HDF5: h5py), never the extractors."""
+``export-h5 STORE OUT.h5``, ``import-h5 IN.h5 STORE``, ``import-npy DIR STORE``, ``export-table STORE OUT.parquet``,
+``import-openface CSV... STORE``, ``import-pyfeat CSV... STORE``, ``view STORE`` (a page in the browser); needs only
+zarr and numpy (``show``: matplotlib; HDF5: h5py; ``export-table``: pyarrow; ``view``: Pillow, and PyAV for source
+frames), never the extractors."""
 
 from __future__ import annotations
 
 import json
 import sys
 
+from features_store import viewer
 from features_store.cli import ArgumentParser, run_command
 from features_store.describe import describe_store
 from features_store.store import FeatureStore
+from features_store.tables import DEFAULT_ROWS_PER_GROUP
 from features_store.verify import verify_store
 
 
@@ -94,6 +98,34 @@ def _sharing(args) -> int:
 SHARING = ("merge", "diff", "export-h5", "import-h5", "import-npy")
 
 
+def _tables(args) -> int:
+    """export-table (features_store.tables), import-openface and import-pyfeat (features_store.importers)."""
+    if args.command == "export-table":
+        from features_store.tables import export_table
+
+        plan, n_groups = export_table(FeatureStore(args.store, mode="r"), args.out, features=_names(args.features),
+                                      video_ids=_names(args.videos), rows_per_group=args.rows_per_group)
+        n_videos = len(plan.video_ids)
+        print(f"{args.out}: {plan.n_rows} rows ({n_videos} video{'s' * (n_videos != 1)}) x {len(plan.columns)} columns "
+              f"({', '.join(plan.features)}), {n_groups} row groups")
+        return 0
+    from features_store import importers
+
+    reports = importers.import_csvs(importers.LAYOUTS[args.command.removeprefix("import-")], args.csvs, args.store,
+                                    video_id=args.video, overwrite=args.overwrite, tool_version=args.tool_version)
+    for report in reports:
+        print(report.summary())
+    return 0
+
+
+def _names(text: str | None) -> list[str] | None:
+    """``a,b`` -> ["a", "b"]; None (not given) stays None."""
+    return None if text is None else [name.strip() for name in text.split(",") if name.strip()]
+
+
+TABLES = ("export-table", "import-openface", "import-pyfeat")
+
+
 def main(argv: list[str] | None = None) -> int:
     """``python -m features_store``: its exit status; errors and misuse print ``features_store: <cause>`` (status 2)."""
     return run_command("features_store", _main, argv)
@@ -131,9 +163,37 @@ def _main(argv: list[str]) -> int:
     import_npy.add_argument("folder")
     import_npy.add_argument("store")
     import_npy.add_argument("--fps", type=float, help="frame rate for i / fps frame times where no frame_time.npy")
+    table = commands.add_parser("export-table", help="one row per frame to a Parquet file: video_id, frame, time_s, "
+                                "the validity columns, then <feature>_<column> per feature (needs pyarrow)")
+    table.add_argument("store")
+    table.add_argument("out", help="the .parquet file to write")
+    table.add_argument("--features", help="comma-separated per-frame arrays (default: every per-frame feature array "
+                       "the videos share, except images: face_crop and face_mask are left out, and refused if named)")
+    table.add_argument("--videos", help="comma-separated video ids (default: every complete video)")
+    table.add_argument("--rows-per-group", type=int, default=DEFAULT_ROWS_PER_GROUP,
+                       help=f"frames per Parquet row group, also the block read at a time (default "
+                       f"{DEFAULT_ROWS_PER_GROUP})")
+    for tool, command in (("OpenFace 2.x", "import-openface"), ("py-feat", "import-pyfeat")):
+        feature = command.removeprefix("import-")
+        importer = commands.add_parser(command, help=f"{tool} CSVs as feature {feature!r} (+ {feature}_valid) of "
+                                       "videos already in the store, rows placed on the frames by "
+                                       + ("timestamp" if feature == "openface" else "frame index"))
+        importer.add_argument("csvs", nargs="+", metavar="CSV", help="named <video_id>.csv, or one CSV with --video")
+        importer.add_argument("store")
+        importer.add_argument("--video", help="the video of the (one) CSV, instead of its file name")
+        importer.add_argument("--overwrite", action="store_true", help=f"replace an existing {feature!r} feature")
+        importer.add_argument("--tool-version", help=f"the {tool} version that wrote the CSVs (recorded in the "
+                              "provenance; the CSVs do not say)")
+    view = commands.add_parser("view", help="look at a store in the browser: frames, face, words, audio and "
+                               "features on one timeline (127.0.0.1 only; --out DIR: static files to share)")
+    viewer.add_arguments(view)
     args = parser.parse_args(argv)
+    if args.command == "view":
+        return viewer.run(args)
     if args.command in SHARING:
         return _sharing(args)
+    if args.command in TABLES:
+        return _tables(args)
     store = FeatureStore(args.store, mode="r")
     if args.command == "info":
         return _info(store, args.json)

@@ -9,6 +9,7 @@ import os
 from collections.abc import Iterator
 from contextlib import contextmanager
 from functools import lru_cache
+from importlib import metadata
 from pathlib import Path
 from typing import Any
 
@@ -92,3 +93,14 @@ def file_sha256(path: Path) -> str:
     path = Path(path).resolve()
     stat = path.stat()
     return _cached_sha256(path, stat.st_size, stat.st_mtime_ns)
+
+
+def library_versions(*distributions: str) -> dict[str, str]:
+    """Installed versions of the named distributions (``"missing"`` when not installed), for provenance."""
+    versions = {}
+    for name in distributions:
+        try:
+            versions[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            versions[name] = "missing"
+    return versions

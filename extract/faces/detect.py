@@ -3,7 +3,8 @@
 A :class:`FaceDetector` takes a batch of RGB frames and returns one :class:`FrameFaces` per frame; the default is
 MTCNN from facenet-pytorch (weights ship in its wheel), run on frames subsampled every ``subsample`` pixels (measured on the
 CREMA-D sample at 2 CPU threads: 18.7 frames/s at full size, 44 frames/s halved, with every face still found) and
-batched, on CUDA when present. A RetinaFace/SCRFD ONNX model can replace it behind the same interface.
+batched, on CUDA when present. SCRFD (insightface's ONNX file, :mod:`extract.faces.scrfd`) replaces it behind the
+same interface, with its keypoints in the same order.
 """
 
 from __future__ import annotations

@@ -27,6 +27,8 @@ from features_store.schema import ArraySchema
 
 ColourOrder = Literal["RGB", "BGR", "grey"]
 Layout = Literal["NCHW", "NHWC"]
+FACE_CROP_SIZE_PX = 112
+"""The default aligned crop's size (the blank face that tells a model's output shapes)."""
 LUMA_WEIGHTS = np.array([0.299, 0.587, 0.114], np.float32)
 """ITU-R 601 luma weights of R, G, B (what OpenCV and the fer package use for grey)."""
 
@@ -86,9 +88,17 @@ class FaceEmbedding(Extractor):
     requires = ("face_crop",)
 
     @property
-    @abstractmethod
     def input_spec(self) -> FaceInputSpec:
-        """How faces are prepared for the model."""
+        """How faces are prepared for the model (subclasses give it, or override :meth:`prepare`)."""
+        raise NotImplementedError(f"{type(self).__name__} gives neither input_spec nor its own prepare()")
+
+    def prepare(self, crops: np.ndarray) -> Any:
+        """(N, S, S, 3) uint8 RGB crops -> the model's input (by default as :attr:`input_spec` says)."""
+        return self.input_spec.prepare(crops)
+
+    def describe_input(self) -> str:
+        """How the crops are prepared, for the output's ``input`` attribute."""
+        return self.input_spec.describe()
 
     @abstractmethod
     def embed(self, faces: np.ndarray) -> dict[str, np.ndarray]:
@@ -106,20 +116,20 @@ class FaceEmbedding(Extractor):
     @cached_property
     def output_shapes(self) -> dict[str, tuple[int, ...]]:
         """Per-frame shape of each output, from one blank face through the model (the model decides, not us)."""
-        blank = np.zeros((1, self.input_spec.size_px, self.input_spec.size_px, 3), np.uint8)
-        return {name: value.shape[1:] for name, value in self.embed(self.input_spec.prepare(blank)).items()}
+        blank = np.zeros((1, FACE_CROP_SIZE_PX, FACE_CROP_SIZE_PX, 3), np.uint8)
+        return {name: value.shape[1:] for name, value in self.embed(self.prepare(blank)).items()}
 
     def extract(self, video: DecodedVideo, inputs: Mapping[str, Any] | None = None) -> dict[str, FeatureArray]:
         valid = np.asarray(inputs["face_valid"][...])
         outputs = {name: np.zeros((len(valid), *shape), np.float32) for name, shape in self.output_shapes.items()}
         for rows, crops in valid_face_batches(inputs["face_crop"], valid, self.config.batch_faces):
             with out_of_memory_names(f"--set {self.name}.batch_faces", self.config.batch_faces):
-                embedded = self.embed(self.input_spec.prepare(crops))
+                embedded = self.embed(self.prepare(crops))
             for name, value in embedded.items():
                 outputs[name][rows] = value
         schemas, attrs = self.output_schemas(), self.output_attrs()
         return {name: FeatureArray(value, dataclasses.replace(schemas.get(name, ArraySchema()), validity="face_valid"),
-                                   {"input": f"face_crop as {self.input_spec.describe()}", **attrs.get(name, {})})
+                                   {"input": f"face_crop as {self.describe_input()}", **attrs.get(name, {})})
                 for name, value in outputs.items()}
 
 
