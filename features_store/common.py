@@ -6,6 +6,7 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 import os
+import re
 from collections.abc import Iterator
 from contextlib import contextmanager
 from functools import lru_cache
@@ -104,3 +105,11 @@ def library_versions(*distributions: str) -> dict[str, str]:
         except metadata.PackageNotFoundError:
             versions[name] = "missing"
     return versions
+
+
+def family_array_name(family: str, member: str) -> str:
+    """The stored name of a family member's feature (``hf_audio:<name>``, ``hf_vision:<name>``, as ``--features``
+    names it): ``<family>_<name>``, the name being a folder's last part with anything but letters, digits and ``_``
+    made ``_`` (store names become directory names): ``hf_audio:models/wavlm-base-plus`` ->
+    ``hf_audio_wavlm_base_plus``."""
+    return f"{family}_{re.sub(r'[^A-Za-z0-9_]+', '_', Path(member).name).strip('_')}"

@@ -63,6 +63,8 @@ BAD_INVOCATIONS = [
     ("train", ["--store", "{store}", "--labels", LABELS, "--set", "foo"], "train", "expected FIELD=VALUE"),
     ("train", ["--store", "{store}", "--labels", LABELS, "--model", "nope"], "train", "invalid choice: 'nope'"),
     ("train", ["--store", "{store}", "--labels", LABELS, "--features", "nope"], "train", "nope"),
+    ("train", ["--store", "{store}", "--labels", LABELS, "--features", "hf_audio:models/wavlm-base"], "train",
+     "read by their stored names: hf_audio_wavlm_base"),
     ("train", ["--store", "{store}", "--labels", LABELS, "--device", "cuda:7"], "train", "device 'cuda:7'"),
     ("train", ["--store", "{store}", "--labels", LABELS, "--recipe", "nope"], "train", "invalid choice: 'nope'"),
     ("train", ["--store", "{store}", "--labels", LABELS, "--pseudo-labels", "x"], "train", "invalid choice: 'x'"),

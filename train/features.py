@@ -22,6 +22,7 @@ import numpy as np
 import psutil
 
 from features_store import FeatureStore, StoreError
+from features_store.common import family_array_name
 from features_store.errors import AffectsyncError
 from features_store.reading import page_aligned_empty, read_rows
 from features_store.recipes import differing_keys, recipe
@@ -137,8 +138,11 @@ class StoreFeatures:
             try:
                 array = video.array(feature)
             except StoreError as exc:
+                family, colon, member = feature.partition(":")
+                hint = (f"features are read by their stored names: {family_array_name(family, member)}" if colon
+                        else f"extract it with --features {feature}")
                 raise FeatureError(f"{self.store.location}: video {video_id!r} has no feature {feature!r} "
-                                   f"(extract it with --features {feature})") from exc
+                                   f"({hint})") from exc
             if not array.attrs.get("per_frame") or array.ndim != 2:
                 raise FeatureError(f"feature {feature!r} is not a per-frame (T, D) array (shape {array.shape}); "
                                    f"only per-frame features can be trained on")

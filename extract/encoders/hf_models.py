@@ -12,7 +12,6 @@ averages the chosen layers (a range: list them, e.g. ``[6,7,8,9]``), ``stack`` p
 
 from __future__ import annotations
 
-import re
 from collections.abc import Mapping, Sequence
 from functools import cached_property
 from pathlib import Path
@@ -21,7 +20,7 @@ from typing import Any
 from extract.base import Extractor
 from extract.registry import with_overrides
 from extract.weights import ModelFolder, WeightsError, models_search_path
-from features_store.common import file_sha256, pick_device
+from features_store.common import family_array_name, file_sha256, pick_device
 from features_store.errors import UsageError
 
 MODEL_FILES = ("model.safetensors", "pytorch_model.bin")
@@ -46,12 +45,6 @@ def family_config(config_class: type, family: str, member: str, models_dir, over
             raise WeightsError(f"{path}: not a JSON settings file ({exc})") from exc
     settings = {key: tuple(value) if isinstance(value, list) else value for key, value in settings.items()}
     return with_overrides(with_overrides(config_class(), settings, feature), overrides, feature)
-
-
-def array_name(family: str, member: str) -> str:
-    """The stored name of ``<family>:<member>``: ``<family>_<folder name>`` with anything but letters, digits and
-    ``_`` made ``_`` (store names become directory names)."""
-    return f"{family}_{re.sub(r'[^A-Za-z0-9_]+', '_', Path(member).name).strip('_')}"
 
 
 def pool_layers(hidden_states: Sequence, layers: Sequence[int], pooling: str, feature: str):
@@ -138,9 +131,9 @@ class HfEncoder(Extractor):
 
 def family_member(extractor_class: type[HfEncoder], member: str, models_dir, overrides) -> HfEncoder:
     """The extractor of ``<family>:<member>`` (its class's ``family``), configured by :func:`family_config`, named
-    :func:`array_name` in the store and ``<family>:<member>`` in messages."""
+    :func:`~features_store.common.family_array_name` in the store and ``<family>:<member>`` in messages."""
     family = extractor_class.family
     extractor = extractor_class(family_config(extractor_class.config_class, family, member, models_dir, overrides),
                                 models_dir=models_dir)
-    extractor.name, extractor.spec = array_name(family, member), f"{family}:{member}"
+    extractor.name, extractor.spec = family_array_name(family, member), f"{family}:{member}"
     return extractor
