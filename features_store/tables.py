@@ -258,8 +258,10 @@ def export_table(store: FeatureStore, out: str | Path, features: Sequence[str] |
                     writer.write_table(table, row_group_size=table.num_rows)
                     n_groups += 1
         os.replace(partial, out)
-    except BaseException:
+    except BaseException as exc:
         partial.unlink(missing_ok=True)
+        if isinstance(exc, OSError):  # a full disk, a folder without write permission: one line, naming the file
+            raise TableError(f"{out}: cannot write it ({exc.strerror or exc})") from exc
         raise
     return plan, n_groups
 

@@ -18,6 +18,7 @@ import torch
 from extract import registry
 from extract.ingest import decode_video
 from extract.encoders.timeline import ConvLayer, FrameAverager, RowGrid, frame_row_ranges
+from extract.encoders.vision import prefix_tokens
 from features_store import FeatureStore
 
 pytestmark = pytest.mark.usefixtures("one_thread")
@@ -154,11 +155,13 @@ def test_long_audio_in_windows_equals_the_whole_signal_away_from_window_borders(
     the same everywhere (float error); hidden states differ only by what attention sees beyond the context (a random
     model attends nearly uniformly over its whole input, the worst case): under 2 % of their spread."""
     folder = audio_models["wav2vec2"]
-    for settings, tolerance in (({"output": "conv_features"}, 1e-5), ({"layers": (2,)}, 0.02),
-                                ({"layers": (0, 2), "layer_pooling": "stack"}, 0.02)):
-        windowed = registry.create(f"hf_audio:{folder}", overrides={**settings, "window_s": 1.0, "context_s": 0.25})
+    for settings, tolerance in (({"output": "conv_features"}, 1e-5), ({"output": "conv_features", "context_s": 0.0},
+                                                                      1e-5),
+                                ({"layers": (2,)}, 0.02), ({"layers": (0, 2), "layer_pooling": "stack"}, 0.02)):
+        settings = {"context_s": 0.25, **settings}  # no context: windows still hold their last row's whole input
+        windowed = registry.create(f"hf_audio:{folder}", overrides={**settings, "window_s": 1.0})
         whole = registry.create(f"hf_audio:{folder}", overrides={**settings, "window_s": 10.0, "context_s": 0.0})
-        assert len(list(windowed.windows(len(grid_video.audio.samples)))) == 6
+        assert len(list(windowed.windows(len(grid_video.audio.samples)))) == (6 if settings["context_s"] else 3)
         assert len(list(whole.windows(len(grid_video.audio.samples)))) == 1
         a, b = (e.extract(grid_video)[e.name].data for e in (windowed, whole))
         assert a.shape == b.shape and a.shape[1] == (16 if "output" in settings else 32 * len(settings["layers"]))
@@ -259,6 +262,17 @@ def test_vision_encoder_rows_equal_the_model_on_the_processed_crops(vision_model
     assert out.schema.validity == "face_valid" and out.data.shape == (48, expected.shape[1])
     np.testing.assert_allclose(out.data[valid], expected.numpy(), atol=1e-4, rtol=1e-4)
     assert not out.data[~valid].any()
+
+
+def test_tokens_before_the_patch_grid():
+    """Class, distillation and register tokens are told from the input's size and the patch size, square or not;
+    without a patch size (or for merged patches) the grid is taken square."""
+    assert prefix_tokens(197, (224, 224), 16) == 1 and prefix_tokens(198, (224, 224), 16) == 2
+    assert prefix_tokens(261, (224, 224), 14) == 5  # DINOv2 with 4 registers
+    assert prefix_tokens(141, (224, 160), 16) == 1  # 14 x 10 patches
+    assert prefix_tokens(9, (32, 32), 16) == 5  # 2 x 2 patches after 1 class and 4 register tokens
+    assert prefix_tokens(49, (224, 224), [4, 4]) == 0  # Swin's last stage: merged patches, a square grid
+    assert prefix_tokens(17, (32, 32), None) == 1
 
 
 def test_a_bad_setting_names_the_fix(vision_models, audio_models, crops):

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import hashlib
+import json
 import os
 import shutil
 import socket
@@ -442,3 +443,52 @@ def test_view_command_writes_the_static_page(sample_store, tmp_path):
         args = parser.parse_args([sample_store.location, "--port", str(taken.getsockname()[1])])
         with pytest.raises(UsageError, match="--port"):
             run(args)
+
+
+def test_export_replaces_an_earlier_export_and_refuses_a_foreign_folder(viewer_data, tmp_path):
+    out = tmp_path / "shared"
+    export_static(viewer_data, out, bins=50, max_frames=3)
+    (out / "data" / "v0099").mkdir()  # a video of an earlier, larger export
+    export_static(viewer_data, out, bins=50, max_frames=3)
+    assert sorted(p.name for p in (out / "data").iterdir() if p.is_dir()) == ["v0000", "v0001"]
+    foreign = tmp_path / "notes"
+    foreign.mkdir()
+    (foreign / "thesis.tex").write_text("keep me")
+    with pytest.raises(UsageError, match="not an earlier `view --out` export"):
+        export_static(viewer_data, foreign)
+    assert [p.name for p in foreign.iterdir()] == ["thesis.tex"]
+
+
+def test_server_refuses_other_host_names_and_answers_failures_as_json(sample_store, tmp_path):
+    """A request addressed to another host name (DNS rebinding) gets 403; a source video that went away after the
+    folders were listed gets a JSON error (500), and the server answers the next request."""
+    import http.client
+
+    media = tmp_path / "media"
+    media.mkdir()
+    source = media / f"{VIDEO}.mp4"
+    shutil.copy(SAMPLES / source.name, source)
+    data = ViewerData(FeatureStore(sample_store.location), [str(media)])
+    server, thread = start_server(data, 0)
+    try:
+        def get(path: str, host: str = "127.0.0.1") -> tuple[int, dict]:
+            connection = http.client.HTTPConnection("127.0.0.1", server.server_address[1], timeout=TIMEOUT_S)
+            connection.request("GET", path, headers={"Host": host})
+            response = connection.getresponse()
+            body = response.read()
+            connection.close()
+            return response.status, (json.loads(body) if response.getheader("Content-Type") == "application/json"
+                                     else {})
+        assert get("/api/index", host="attacker.example:8765")[0] == 403
+        assert get("/api/index", host=f"localhost:{server.server_address[1]}")[0] == 200
+        assert get(f"/api/image?id={VIDEO}&i=3&kind=source")[0] == 200
+        source.unlink()
+        data.sources.close()  # the open file would still decode: make the next request look for it again
+        status, body = get(f"/api/image?id={VIDEO}&i=40&kind=source")
+        assert status in (404, 500) and "error" in body
+        assert get(f"/api/frame?id={VIDEO}&i=40")[0] == 200
+    finally:
+        server.shutdown()
+        server.server_close()
+        data.sources.close()
+        thread.join(5)

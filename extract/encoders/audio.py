@@ -22,6 +22,7 @@ through the model ``batch_chunks`` at a time, in float16 on CUDA (``cuda_float16
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterator
 from dataclasses import dataclass
 from functools import cached_property
@@ -131,10 +132,12 @@ class HfAudioEncoder(HfEncoder, AudioExtractor):
         if step <= 0:
             raise UsageError(f"{self.spec}: windows of {length / self.sample_rate_hz:g} s leave nothing between "
                              f"{c.context_s:g} s of context each side; lower --set {self.spec}.context_s")
+        # a waveform encoder's last kept row reads a receptive field past its hop: the window holds it too
+        tail = 0 if self.grid.padded else max(0, math.ceil(2 * self.grid.half_span_samples) - hop)
         n_rows = self.grid.n_rows(n_samples)
         for first in range(0, n_rows * hop, step):
             start = max(0, first - context)
-            yield _Window(start, min(length, n_samples - start) if not self.is_whisper else length,
+            yield _Window(start, length if self.is_whisper else min(length + tail, n_samples - start),
                           first // hop, min(n_rows, (first + step) // hop))
 
     def encode(self, chunks: list[np.ndarray]):
@@ -159,14 +162,15 @@ class HfAudioEncoder(HfEncoder, AudioExtractor):
         import librosa
 
         audio = timeline_audio(video)
-        samples = audio.samples.astype(np.float32)
+        samples = audio.samples.astype(np.float32)  # a copy: normalised in place below
         prepared = f"mono {self.sample_rate_hz} Hz"
         if self.sample_rate_hz != audio.sample_rate_hz:
             samples = librosa.resample(samples, orig_sr=audio.sample_rate_hz, target_sr=self.sample_rate_hz)
             prepared += f" (resampled from {audio.sample_rate_hz} Hz, soxr)"
         if not self.is_whisper and getattr(self.feature_extractor, "do_normalize", False):
-            samples = (samples - samples.mean(dtype=np.float64)) / np.sqrt(samples.var(dtype=np.float64) + 1e-7)
-            samples = samples.astype(np.float32)
+            mean, variance = samples.mean(dtype=np.float64), samples.var(dtype=np.float64)
+            samples -= np.float32(mean)  # in place: one copy of the track at the model's rate
+            samples /= np.float32(np.sqrt(variance + 1e-7))
             prepared += ", zero mean and unit variance over the whole track"
         elif self.is_whisper:
             prepared += ", Whisper's log-Mel features per window"
@@ -193,7 +197,11 @@ class HfAudioEncoder(HfEncoder, AudioExtractor):
             for window, window_rows in zip(batch, rows):
                 averager = averager or FrameAverager(first, stop, window_rows.shape[-1])
                 offset = window.start // grid.hop_samples
-                averager.add(window.keep_first, window_rows[window.keep_first - offset:window.keep_stop - offset])
+                kept = window_rows[window.keep_first - offset:window.keep_stop - offset]
+                if len(kept) != window.keep_stop - window.keep_first:
+                    raise RuntimeError(f"{self.spec}: a window gave {len(kept)} of its rows "
+                                       f"{window.keep_first}...{window.keep_stop - 1}; its row grid is wrong")
+                averager.add(window.keep_first, kept)
             batch.clear()
 
         for window in self.windows(len(samples)) if n_rows else ():

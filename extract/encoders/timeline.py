@@ -91,7 +91,7 @@ class FrameAverager:
 
     def __init__(self, first: np.ndarray, stop: np.ndarray, width: int):
         self.first, self.stop = first, stop
-        self.sums = np.zeros((len(first), width), np.float64)
+        self.sums = np.zeros((len(first), width), np.float32)  # the output's size, no more
 
     def add(self, start_row: int, rows: np.ndarray) -> None:
         """Rows ``start_row ... start_row + len(rows) - 1`` (len, width): each is added to the frames whose range
@@ -103,9 +103,11 @@ class FrameAverager:
         cumulative = np.concatenate([np.zeros((1, rows.shape[1])), np.cumsum(rows, axis=0, dtype=np.float64)])
         low = np.clip(self.first[frames], start_row, end_row) - start_row
         high = np.clip(self.stop[frames], start_row, end_row) - start_row
-        self.sums[frames] += cumulative[high] - cumulative[low]
+        self.sums[frames] += (cumulative[high] - cumulative[low]).astype(np.float32)
 
     def means(self) -> np.ndarray:
-        """(T, width) float32; frames with an empty range are zeros."""
+        """(T, width) float32, once every row has arrived (the sums become the means, in place); frames with an empty
+        range are zeros."""
         counts = np.maximum(self.stop - self.first, 1)[:, None]
-        return (self.sums / counts).astype(np.float32)
+        self.sums /= counts
+        return self.sums

@@ -28,6 +28,7 @@ import numpy as np
 from extract.encoders.hf_models import HfEncoder, family_member, pool_layers
 from extract.faces.embedding import FaceEmbedding
 from extract.registry import register_family
+from extract.weights import WeightsError
 from features_store.errors import UsageError
 from features_store.schema import ArraySchema
 
@@ -53,8 +54,17 @@ class HfVisionConfig:
     license: str = "as its model card states"
 
 
-def prefix_tokens(n_tokens: int) -> int:
-    """Tokens before the square grid of patches (class, distillation, register tokens): 197 -> 1, 261 -> 5."""
+def prefix_tokens(n_tokens: int, image_size_px: tuple[int, int], patch_size_px) -> int:
+    """Tokens before the grid of patches (class, distillation, register tokens): the tokens less the patches of an
+    (H, W) input in ``patch_size_px`` squares (197 tokens of a 224 px input in 16 px patches: 1). Without a patch
+    size in the model's config, or where that does not fit the layer (hierarchical models merge patches), the grid is
+    taken to be square (the face crops are)."""
+    if isinstance(patch_size_px, (list, tuple)):
+        patch_size_px = patch_size_px[0]
+    if isinstance(patch_size_px, int) and patch_size_px > 0:
+        prefix = n_tokens - (image_size_px[0] // patch_size_px) * (image_size_px[1] // patch_size_px)
+        if 0 <= prefix < n_tokens:
+            return prefix
     return n_tokens - math.isqrt(n_tokens) ** 2
 
 
@@ -83,7 +93,11 @@ class HfVisionEncoder(HfEncoder, FaceEmbedding):
             raise UsageError(f"{self.spec}.output={c.output!r}: use one of {', '.join(OUTPUTS)}")
         if c.token_pooling not in TOKEN_POOLINGS:
             raise UsageError(f"{self.spec}.token_pooling={c.token_pooling!r}: use one of {', '.join(TOKEN_POOLINGS)}")
-        architectures = AutoConfig.from_pretrained(str(self.folder)).architectures or []
+        try:
+            architectures = AutoConfig.from_pretrained(str(self.folder)).architectures or []
+        except (OSError, ValueError) as exc:
+            raise WeightsError(f"{self.folder}: no model config that transformers reads ({str(exc).splitlines()[0]})"
+                               ) from exc
         model_class = getattr(transformers, architectures[0], None) if architectures else None
         return self.load((model_class or transformers.AutoModel).from_pretrained)
 
@@ -119,17 +133,18 @@ class HfVisionEncoder(HfEncoder, FaceEmbedding):
         c = self.config
         tower = getattr(self.model, "vision_model", self.model)  # dual encoders (CLIP, SigLIP): their vision tower
         hidden = tower(pixel_values=pixels, output_hidden_states=True).hidden_states
-        reduced = [self.over_tokens(layer) for layer in hidden]
+        patch_size = getattr(tower.config, "patch_size", None)
+        reduced = [self.over_tokens(layer, tuple(pixels.shape[-2:]), patch_size) for layer in hidden]
         return pool_layers(reduced, c.layers, c.layer_pooling, self.spec)
 
-    def over_tokens(self, layer):
+    def over_tokens(self, layer, image_size_px: tuple[int, int], patch_size_px):
         """(N, tokens, D) -> (N, D) by ``token_pooling``; (N, C, H, W) feature maps -> their mean over space."""
         if layer.ndim == 4:
             if self.config.token_pooling == "cls":
                 raise UsageError(f"{self.spec}: {type(self.model).__name__} gives feature maps, no class token; "
                                  f"use --set {self.spec}.token_pooling=mean_patches")
             return layer.mean(dim=(2, 3))
-        prefix = prefix_tokens(layer.shape[1])
+        prefix = prefix_tokens(layer.shape[1], image_size_px, patch_size_px)
         if self.config.token_pooling == "cls":
             if prefix == 0:
                 raise UsageError(f"{self.spec}: {type(self.model).__name__} has no class token; use --set "

@@ -85,4 +85,5 @@ def run(args: argparse.Namespace) -> int:
     finally:
         server.shutdown()
         server.server_close()
+        data.sources.close()
     return 0

@@ -23,6 +23,7 @@ from typing import Any
 
 import numpy as np
 
+from features_store.errors import UsageError
 from features_store.reading import read_rows
 from features_store.viewer.data import ViewerData
 from features_store.viewer.images import EXTENSIONS, encode_rgb
@@ -40,10 +41,14 @@ def _script(key: str, payload: Any) -> str:
 
 def export_static(data: ViewerData, out: str | Path, bins: int = EXPORT_BINS, max_frames: int = EXPORT_FRAMES
                   ) -> Path:
-    """Write the static viewer of ``data``'s store into ``out`` (created; files there are replaced); returns
-    ``out/index.html``."""
+    """Write the static viewer of ``data``'s store into ``out`` (created, or replacing an earlier export there: a
+    folder holding anything else is refused, nothing in it deleted); returns ``out/index.html``."""
     out = Path(out)
-    (out / "data").mkdir(parents=True, exist_ok=True)
+    if out.is_dir() and any(out.iterdir()) and not (out / "data" / "index.js").is_file():
+        raise UsageError(f"{out}: not empty and not an earlier `view --out` export; give a new or empty folder")
+    if (out / "data").is_dir():
+        shutil.rmtree(out / "data")  # the earlier export's videos, all of them
+    (out / "data").mkdir(parents=True)
     page = static_file("index.html").decode()
     page = page.replace(STATIC_MARKER, '<script src="data/index.js"></script>')
     (out / "index.html").write_text(page)
@@ -64,8 +69,6 @@ def export_static(data: ViewerData, out: str | Path, bins: int = EXPORT_BINS, ma
 
 def _export_video(data: ViewerData, video_id: str, out: Path, folder: str, bins: int, max_frames: int) -> None:
     video_dir = out / "data" / folder
-    if video_dir.exists():
-        shutil.rmtree(video_dir)
     (video_dir / "frames").mkdir(parents=True)
     meta = data.video(video_id)
     n_frames = meta["T"]

@@ -4,7 +4,9 @@ of people: nothing is served to the network).
 
 Routes (GET): ``/`` the page; ``/static/<file>``; ``/api/index``; ``/api/video?id=``; ``/api/range?id=&start=&stop=
 &bins=&feature=&series=a,b``; ``/api/frame?id=&i=``; ``/api/image?id=&i=&kind=source|crop``. Errors are JSON
-``{"error": "<cause>"}`` with status 400 (a request the store cannot answer) or 404 (no such route or file).
+``{"error": "<cause>"}`` with status 400 (a request the store cannot answer), 404 (no such route or file), 403 (a
+request addressed to another host name than 127.0.0.1 or localhost: DNS rebinding) or 500 (anything else, e.g. a
+source video that went away; the server goes on).
 """
 
 from __future__ import annotations
@@ -23,6 +25,8 @@ from features_store.viewer.data import ViewerData, ViewerError
 from features_store.viewer.images import encode_rgb
 
 HOST = "127.0.0.1"
+LOCAL_NAMES = ("127.0.0.1", "localhost")
+"""The host names a request may be addressed to (its ``Host`` header)."""
 STATIC_TYPES = {".html": "text/html; charset=utf-8", ".js": "text/javascript; charset=utf-8",
                 ".css": "text/css; charset=utf-8", ".png": "image/png", ".txt": "text/plain; charset=utf-8"}
 LOG = logging.getLogger("affectsync.viewer")
@@ -57,6 +61,10 @@ class ViewerHandler(BaseHTTPRequestHandler):
     def do_GET(self) -> None:  # noqa: N802  (http.server's hook)
         url = urlsplit(self.path)
         query = {key: values[-1] for key, values in parse_qs(url.query).items()}
+        if urlsplit("//" + self.headers.get("Host", "")).hostname not in LOCAL_NAMES:
+            # another site's page whose name was made to resolve to 127.0.0.1 (DNS rebinding) reads nothing
+            self._error(HTTPStatus.FORBIDDEN, "the viewer answers requests for 127.0.0.1 or localhost only")
+            return
         try:
             if url.path in ("/", "/index.html"):
                 self._send(static_file("index.html"), STATIC_TYPES[".html"])
@@ -70,6 +78,9 @@ class ViewerHandler(BaseHTTPRequestHandler):
             self._error(HTTPStatus.BAD_REQUEST, str(exc) if not isinstance(exc, KeyError) else f"missing {exc}")
         except (BrokenPipeError, ConnectionResetError):
             pass  # the page moved on (a newer request replaced this one)
+        except Exception as exc:  # noqa: BLE001  (a source video gone, a chunk unreadable: the page says why)
+            LOG.debug("%s failed", self.path, exc_info=True)
+            self._error(HTTPStatus.INTERNAL_SERVER_ERROR, f"{type(exc).__name__}: {exc}")
 
     def _static(self, name: str) -> None:
         suffix = "." + name.rpartition(".")[2]

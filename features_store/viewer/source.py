@@ -29,6 +29,10 @@ SEEK_BACK_S = (0.0, 1.0, 5.0, 30.0)
 """Where a seek starts before the wanted time, tried in turn when a seek lands after the frame (keyframe spacing)."""
 
 
+OPEN_DECODERS = 4
+"""Source files kept open at once (the videos looked at last)."""
+
+
 class SourceError(AffectsyncError, OSError):
     """A source file that cannot give the frame asked for."""
 
@@ -69,8 +73,11 @@ class SourceFinder:
             return FoundSource(None, "the store records no source file name")
         candidates = self._index().get(name, [])
         for path in candidates:
-            if size_bytes is None or path.stat().st_size == int(size_bytes):
-                return FoundSource(path)
+            try:
+                if size_bytes is None or path.stat().st_size == int(size_bytes):
+                    return FoundSource(path)
+            except OSError:
+                continue  # moved or deleted since the folders were listed
         if candidates:
             return FoundSource(None, f"{candidates[0]} has another size than the store's source "
                                      f"({size_bytes} bytes): not the same file")
@@ -78,10 +85,20 @@ class SourceFinder:
         return FoundSource(None, f"{name} is not under {folders}")
 
     def decoder(self, path: Path) -> FrameDecoder:
+        """The decoder of ``path``; the :data:`OPEN_DECODERS` most recently used stay open, older ones are closed."""
         with self._lock:
-            if path not in self._decoders:
-                self._decoders[path] = FrameDecoder(path)
-            return self._decoders[path]
+            decoder = self._decoders.pop(path, None) or FrameDecoder(path)
+            self._decoders[path] = decoder  # most recent last
+            while len(self._decoders) > OPEN_DECODERS:
+                self._decoders.pop(next(iter(self._decoders))).close()
+            return decoder
+
+    def close(self) -> None:
+        """Close every open source file."""
+        with self._lock:
+            for decoder in self._decoders.values():
+                decoder.close()
+            self._decoders.clear()
 
 
 class FrameDecoder:
@@ -110,6 +127,13 @@ class FrameDecoder:
                 frame = self._from_start(index)
             self._last = (index, frame.to_ndarray(format="rgb24"))
             return self._last[1]
+
+    def close(self) -> None:
+        """Close the file (a later request opens it again)."""
+        with self._lock:
+            if self._container is not None:
+                self._container.close()
+            self._container, self._frames, self._next_index, self._last = None, None, None, None
 
     def _open(self) -> Any:
         import av
