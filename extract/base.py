@@ -18,7 +18,7 @@ import numpy as np
 
 from extract.ingest import DecodedVideo
 from extract.weights import WeightsBundle, models_search_path
-from features_store.common import library_versions  # noqa: F401  (extract.base.library_versions, as before)
+from features_store.common import library_versions
 from features_store.schema import ArraySchema
 
 
