@@ -4,12 +4,13 @@ Torch checkpoints (``.pt``/``.pth``) load with ``torch.load(weights_only=True)``
 (torchvggish saves its PCA parameters that way); pickles of numpy arrays (``.pkl``, how VGGFace2-pytorch distributes
 its SENet/ResNet weights) load through an unpickler that builds numpy arrays and plain containers only and refuses
 anything else; ``.npz`` archives load without pickles. All give a flat ``{parameter name: tensor}`` state dict.
+ONNX files open as onnxruntime sessions (:func:`onnx_session`), on CUDA when the installed onnxruntime offers it.
 """
 
 from __future__ import annotations
 
 import pickle
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -85,3 +86,24 @@ def load_network(path: Path, build: Callable[[dict[str, Any]], Any], feature: st
         raise WeightsError(f"{path}: does not fit the {feature} network: {str(exc).splitlines()[0]}") from exc
     device = pick_device()
     return network.eval().to(device), device
+
+
+ONNX_PROVIDERS = ("CUDAExecutionProvider", "CPUExecutionProvider")
+"""onnxruntime's providers in order of preference (those the installed build offers are used)."""
+
+
+def onnx_session(path: Path, providers: Sequence[str] | None = None, threads: int | None = None):
+    """An onnxruntime session of the ONNX file ``path``: on ``providers`` (None: CUDA when offered, else the CPU),
+    with ``threads`` intra-op threads (None: onnxruntime's default); a file it cannot load is a
+    :class:`~extract.weights.WeightsError` naming it."""
+    import onnxruntime
+
+    available = onnxruntime.get_available_providers()
+    options = onnxruntime.SessionOptions()
+    if threads:
+        options.intra_op_num_threads = threads
+    try:
+        return onnxruntime.InferenceSession(str(path), options, providers=list(
+            providers or [p for p in ONNX_PROVIDERS if p in available]))
+    except Exception as exc:  # noqa: BLE001  (onnxruntime raises its own untyped errors)
+        raise WeightsError(f"{path}: onnxruntime cannot load it ({exc})") from exc

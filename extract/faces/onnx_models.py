@@ -30,6 +30,7 @@ from typing import Any
 import numpy as np
 
 from extract.faces.embedding import FaceEmbedding, FaceInputSpec
+from extract.checkpoints import onnx_session
 from extract.registry import register, register_family, with_overrides
 from extract.downloads import Download
 from extract.sources import INSIGHTFACE_LICENSE, INSIGHTFACE_LICENSE_URL
@@ -113,15 +114,7 @@ class OnnxFaceModel(FaceEmbedding):
     @cached_property
     def session(self):
         """The onnxruntime session, on CUDA when the installed onnxruntime offers it."""
-        import onnxruntime
-
-        path = self.weights()["model"].path(self.models_search_path)
-        available = onnxruntime.get_available_providers()
-        providers = [p for p in ("CUDAExecutionProvider", "CPUExecutionProvider") if p in available]
-        try:
-            return onnxruntime.InferenceSession(str(path), providers=providers)
-        except Exception as exc:  # noqa: BLE001  (onnxruntime raises its own untyped errors)
-            raise WeightsError(f"{path}: onnxruntime cannot load it ({exc})") from exc
+        return onnx_session(self.weights()["model"].path(self.models_search_path))
 
     @cached_property
     def input_spec(self) -> FaceInputSpec:

@@ -36,6 +36,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
+from extract.checkpoints import onnx_session
 from extract.faces.detect import FaceDetector, FrameFaces
 from extract.sources import INSIGHTFACE_LICENSE, INSIGHTFACE_LICENSE_URL, INSIGHTFACE_RELEASES
 from extract.weights import UserWeights, WeightsError
@@ -49,7 +50,6 @@ INPUT_STD = 128.0
 OUTPUT_LAYOUTS = {9: ((8, 16, 32), 2), 15: ((8, 16, 32, 64, 128), 1)}
 """Number of graph outputs -> (strides in input pixels, anchors per location), for the graphs with keypoints."""
 WITHOUT_KEYPOINTS = (6, 10)
-ONNX_PROVIDERS = ("CUDAExecutionProvider", "CPUExecutionProvider")
 
 
 def scrfd_weights(file_name: str = "det_10g.onnx") -> UserWeights:
@@ -185,17 +185,7 @@ class ScrfdDetector(FaceDetector):
     def session(self):
         """The onnxruntime session, on CUDA when the installed onnxruntime offers it (unless ``providers`` says),
         with ``threads`` intra-op threads (None: onnxruntime's default, one per physical core)."""
-        import onnxruntime
-
-        available = onnxruntime.get_available_providers()
-        providers = list(self.providers or [p for p in ONNX_PROVIDERS if p in available])
-        options = onnxruntime.SessionOptions()
-        if self.threads:
-            options.intra_op_num_threads = self.threads
-        try:
-            return onnxruntime.InferenceSession(str(self.path), options, providers=providers)
-        except Exception as exc:  # noqa: BLE001  (onnxruntime raises its own untyped errors)
-            raise WeightsError(f"{self.path}: onnxruntime cannot load it ({exc})") from exc
+        return onnx_session(self.path, self.providers, self.threads)
 
     @cached_property
     def layout(self) -> tuple[tuple[int, ...], int, bool]:

@@ -25,6 +25,23 @@ def sinusoidal_positions(length: int, dim: int, device=None, dtype=torch.float32
     return pe.to(dtype)
 
 
+def transformer_encoder(d_model: int, num_heads: int, dim_feedforward: int, dropout: float,
+                        num_layers: int) -> nn.TransformerEncoder:
+    """``num_layers`` post-norm encoder layers (batch first), as seed 001's fusion transformer and the trunks use."""
+    layer = nn.TransformerEncoderLayer(d_model, num_heads, dim_feedforward, dropout, batch_first=True)
+    return nn.TransformerEncoder(layer, num_layers, enable_nested_tensor=False)
+
+
+def encode_sequence(encoder: nn.TransformerEncoder, h: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor:
+    """Transformer encoder over (B, L, D) with the padding as key padding mask (a row without real frames keeps
+    one key; its outputs are padding anyway)."""
+    padding = None
+    if mask is not None:
+        padding = ~mask
+        padding[:, 0] = False
+    return encoder(h, src_key_padding_mask=padding)
+
+
 @dataclass(frozen=True)
 class TransformerSeed001Config:
     """Hyperparameters of :class:`TransformerSeed001`. Seed 001 (Sec. 4.2) fixes one encoder layer over 30-frame
@@ -60,8 +77,7 @@ class TransformerSeed001(SequenceModel):
         c = config
         self.fusion = nn.Linear(sum(self.modality_dims.values()), c.d_model)
         self.dropout = nn.Dropout(c.dropout)
-        layer = nn.TransformerEncoderLayer(c.d_model, c.num_heads, c.dim_feedforward, c.dropout, batch_first=True)
-        self.encoder = nn.TransformerEncoder(layer, c.num_layers, enable_nested_tensor=False)
+        self.encoder = transformer_encoder(c.d_model, c.num_heads, c.dim_feedforward, c.dropout, c.num_layers)
         self.heads = TaskHeads(c.d_model, self.tasks)
 
     def forward(self, inputs: Mapping[str, torch.Tensor],
@@ -70,9 +86,4 @@ class TransformerSeed001(SequenceModel):
         h = self.fusion(torch.cat(xs, dim=-1))
         if self.config.positional_encoding:
             h = h + sinusoidal_positions(h.shape[1], h.shape[2], h.device, h.dtype)
-        padding = None
-        if mask is not None:
-            padding = ~mask
-            padding[:, 0] = False  # a row with no real frame still needs one key; its outputs are padding anyway
-        h = self.encoder(self.dropout(h), src_key_padding_mask=padding)
-        return self.heads(h)
+        return self.heads(encode_sequence(self.encoder, self.dropout(h), mask))

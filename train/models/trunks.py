@@ -49,7 +49,7 @@ from .base import check_config, run_rnn
 from .clip_input import NORMALIZATIONS, ClipInput, channels_last_on_cuda, crop_size
 from .heads import TaskHeads, check_tasks
 from .tcn import TemporalConvNet
-from .transformer import sinusoidal_positions
+from .transformer import encode_sequence, sinusoidal_positions, transformer_encoder
 
 LOG = logging.getLogger("affectsync.train")
 
@@ -112,16 +112,6 @@ def run_per_frame(fn: Callable[..., torch.Tensor], tensors: Sequence[torch.Tenso
     full = out.new_zeros(batch * length, out.shape[-1])
     full[keep] = out
     return full.reshape(batch, length, -1)
-
-
-def encode_sequence(encoder: nn.TransformerEncoder, h: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor:
-    """Transformer encoder over (B, L, D) with the padding as key padding mask (a row without real frames keeps
-    one key; its outputs are padding anyway)."""
-    padding = None
-    if mask is not None:
-        padding = ~mask
-        padding[:, 0] = False
-    return encoder(h, src_key_padding_mask=padding)
 
 
 class SpectrogramNorm(nn.Module):
@@ -581,8 +571,7 @@ class TdnnTransformer(TrunkModel):
         fused = c.tdnn_dim + sum(self.modality_dims[name] for name in self.vector_modalities)
         self.fusion = nn.Linear(fused, c.d_model)
         self.dropout = nn.Dropout(c.dropout)
-        layer = nn.TransformerEncoderLayer(c.d_model, c.num_heads, c.dim_feedforward, c.dropout, batch_first=True)
-        self.encoder = nn.TransformerEncoder(layer, c.num_layers, enable_nested_tensor=False)
+        self.encoder = transformer_encoder(c.d_model, c.num_heads, c.dim_feedforward, c.dropout, c.num_layers)
         self.heads = TaskHeads(c.d_model, self.tasks)
 
     def _audio(self, spectrogram: torch.Tensor, valid: torch.Tensor | None) -> torch.Tensor:
@@ -667,8 +656,7 @@ class TemporalHead(nn.Module):
             self.out_dim = 2 * c.head_dim
         else:
             self.proj = nn.Linear(in_dim, c.head_dim)
-            layer = nn.TransformerEncoderLayer(c.head_dim, c.head_heads, 4 * c.head_dim, c.dropout, batch_first=True)
-            self.net = nn.TransformerEncoder(layer, c.head_layers, enable_nested_tensor=False)
+            self.net = transformer_encoder(c.head_dim, c.head_heads, 4 * c.head_dim, c.dropout, c.head_layers)
             self.out_dim = c.head_dim
 
     def forward(self, x: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor:
